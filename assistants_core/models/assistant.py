@@ -1,0 +1,70 @@
+"""The assistant object and the bodies that create and modify it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field
+
+from .base import ApiObject, Metadata, NotNull, RequestModel, WireModel
+from .tools import MAX_TOOLS, AssistantTool, ResponseFormat, ToolResources
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+class Assistant(ApiObject):
+    object: Literal["assistant"] = "assistant"
+    created_at: int
+    name: str | None = None
+    description: str | None = None
+    model: str
+    instructions: str | None = None
+    tools: list[AssistantTool] = Field(default_factory=list)
+    tool_resources: ToolResources = Field(default_factory=ToolResources)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    response_format: ResponseFormat = "auto"
+    reasoning_effort: ReasoningEffort | None = None
+
+    def with_changes(self, changes: dict[str, Any]) -> Self:
+        """A copy with `changes` applied; an explicit null puts the field back to its default."""
+        fields = type(self).model_fields
+        return self.model_copy(
+            update={
+                name: fields[name].get_default(call_default_factory=True) if value is None else value
+                for name, value in changes.items()
+            }
+        )
+
+
+class AssistantDeleted(WireModel):
+    id: str
+    object: Literal["assistant.deleted"] = "assistant.deleted"
+    deleted: bool = True
+
+
+class _AssistantSettings(RequestModel):
+    # Absent fields are told from explicit nulls by `model_fields_set`, see `given()`.
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=512)
+    instructions: str | None = Field(default=None, max_length=256_000)
+    reasoning_effort: ReasoningEffort | None = None
+    tools: Annotated[list[AssistantTool] | None, NotNull] = Field(default=None, max_length=MAX_TOOLS)
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    response_format: ResponseFormat | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The fields the body named, with their values (null included)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class CreateAssistantRequest(_AssistantSettings):
+    model: str
+
+
+class ModifyAssistantRequest(_AssistantSettings):
+    model: Annotated[str | None, NotNull] = None

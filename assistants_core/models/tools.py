@@ -1,0 +1,126 @@
+"""Tools, tool resources and response formats: shared by assistants now and by threads and runs later."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic_core import PydanticCustomError
+
+from .base import TAG, SparseModel, by_type
+
+MAX_TOOLS = 128
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class CodeInterpreterTool(SparseModel):
+    type: Literal["code_interpreter"]
+
+
+class FileSearchRankingOptions(SparseModel):
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+    score_threshold: float = Field(ge=0, le=1)
+
+
+class FileSearchOptions(SparseModel):
+    max_num_results: int | None = Field(default=None, ge=1, le=50)
+    ranking_options: FileSearchRankingOptions | None = None
+
+
+class FileSearchTool(SparseModel):
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
+
+
+class FunctionDefinition(SparseModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(SparseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+AssistantTool = Annotated[
+    Annotated[CodeInterpreterTool, Tag(TAG + "code_interpreter")]
+    | Annotated[FileSearchTool, Tag(TAG + "file_search")]
+    | Annotated[FunctionTool, Tag(TAG + "function")],
+    Discriminator(
+        by_type,
+        custom_error_type="invalid_union_member",
+        custom_error_message=(
+            "Invalid tool type. Supported values are: 'code_interpreter', 'file_search' and 'function'."
+        ),
+    ),
+]
+
+
+class CodeInterpreterResources(SparseModel):
+    file_ids: list[str] = Field(default_factory=list, max_length=20)
+
+
+class FileSearchResources(SparseModel):
+    vector_store_ids: list[str] | None = Field(default=None, max_length=1)
+    vector_stores: Any = None
+
+    @field_validator("vector_stores")
+    @classmethod
+    def _no_vector_store_helper(cls, value: Any) -> None:
+        if value is not None:
+            raise PydanticCustomError(
+                "unsupported_parameter",
+                "Creating vector stores through 'vector_stores' is not supported yet by this "
+                "service; pass existing ids in 'vector_store_ids' instead.",
+            )
+        return None
+
+
+class ToolResources(SparseModel):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class ResponseFormatText(SparseModel):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(SparseModel):
+    type: Literal["json_object"]
+
+
+class JsonSchema(SparseModel):
+    # `schema` would shadow a BaseModel attribute, hence the alias.
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_alias=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatJsonSchema(SparseModel):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+def _response_format_tag(value: Any) -> str | None:
+    return "auto" if value == "auto" else by_type(value)
+
+
+ResponseFormat = Annotated[
+    Annotated[Literal["auto"], Tag("auto")]
+    | Annotated[ResponseFormatText, Tag(TAG + "text")]
+    | Annotated[ResponseFormatJsonObject, Tag(TAG + "json_object")]
+    | Annotated[ResponseFormatJsonSchema, Tag(TAG + "json_schema")],
+    Discriminator(
+        _response_format_tag,
+        custom_error_type="invalid_union_member",
+        custom_error_message=(
+            "Invalid response format. Supported values are: 'auto', {'type': 'text'}, "
+            "{'type': 'json_object'} and {'type': 'json_schema', 'json_schema': {...}}."
+        ),
+    ),
+]

@@ -1,0 +1,140 @@
+"""Real servers for the tests: Azurite (in memory, on a free port) and the dev host serving
+function_app, as subprocesses, and the official `openai` clients pointed at them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from openai import AzureOpenAI, OpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
+API_KEYS = ("test-key-primary", "test-key-secondary")
+API_VERSION = "2025-03-01-preview"
+DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not listen on {port} within {seconds} s")
+        time.sleep(0.05)
+
+
+def connection_string(port: int) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={DEV_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Azurite:
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.port)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(AZURITE),
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.process, "Azurite")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
+@dataclass
+class DevHost:
+    base_url: str  # what AzureOpenAI(azure_endpoint=...) takes; the API is under /openai
+    table_prefix: str
+    storage: str
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/openai"
+
+
+def devhost_env(storage: str, table_prefix: str, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ASSISTANTS_API_KEYS=",".join(API_KEYS),
+        ASSISTANTS_STORAGE_CONNECTION_STRING=storage,
+        ASSISTANTS_TABLE_PREFIX=table_prefix,
+    )
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def running_devhost(storage: str, table_prefix: str | None = None, **env: str) -> Iterator[DevHost]:
+    """A dev host process of its own (own table prefix unless given), stopped on exit."""
+    prefix = table_prefix or "t" + secrets.token_hex(4)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--port", str(port), "--no-azurite"],
+        cwd=ROOT,
+        env=devhost_env(storage, prefix, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "dev host")
+        yield DevHost(f"http://127.0.0.1:{port}", prefix, storage)
+    finally:
+        stop(process)
+
+
+def sdk_clients(host: DevHost) -> dict[str, OpenAI]:
+    return {
+        "azure": AzureOpenAI(
+            azure_endpoint=host.base_url, api_key=API_KEYS[0], api_version=API_VERSION, max_retries=0
+        ),
+        "openai": OpenAI(base_url=host.api_url, api_key=API_KEYS[1], max_retries=0),
+    }

@@ -1,0 +1,127 @@
+"""Running the service: settings at start-up, storage outages, request ids."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from assistants_core.settings import ConfigurationError, Settings
+from tests.support import (
+    API_KEYS,
+    ROOT,
+    Azurite,
+    DevHost,
+    devhost_env,
+    free_port,
+    running_devhost,
+    sdk_clients,
+)
+
+
+@pytest.mark.parametrize(
+    ("environ", "complaint"),
+    [
+        (
+            {"ASSISTANTS_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"},
+            "ASSISTANTS_API_KEYS is not set",
+        ),
+        (
+            {"ASSISTANTS_API_KEYS": " , ", "ASSISTANTS_STORAGE_CONNECTION_STRING": "x"},
+            "ASSISTANTS_API_KEYS is not set",
+        ),
+        ({"ASSISTANTS_API_KEYS": "k"}, "ASSISTANTS_STORAGE_CONNECTION_STRING is not set"),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "x",
+                "ASSISTANTS_TABLE_PREFIX": "a-b",
+            },
+            "ASSISTANTS_TABLE_PREFIX must be",
+        ),
+    ],
+)
+def test_settings_refuse_to_start_with_a_clear_message(environ: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        Settings.from_environ(environ)
+
+
+def test_keys_are_comma_separated_and_trimmed() -> None:
+    settings = Settings.from_environ(
+        {"ASSISTANTS_API_KEYS": " one , two,,", "ASSISTANTS_STORAGE_CONNECTION_STRING": "x"}
+    )
+    assert settings.api_keys == (b"one", b"two")
+
+
+def test_dev_host_refuses_to_serve_without_a_key(azurite: Azurite) -> None:
+    env = devhost_env(azurite.connection_string, "tnokeys", ASSISTANTS_API_KEYS="")
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", str(free_port()), "--no-azurite"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ASSISTANTS_API_KEYS is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_function_app_import_refuses_without_a_key() -> None:
+    """What Core Tools and Azure see: indexing function_app fails, with the reason."""
+    env = devhost_env("UseDevelopmentStorage=true", "", ASSISTANTS_API_KEYS="")
+    result = subprocess.run(
+        [sys.executable, "-c", "import function_app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ConfigurationError: ASSISTANTS_API_KEYS is not set" in result.stderr
+
+
+def test_storage_down_is_a_quick_503_and_service_resumes_when_it_returns() -> None:
+    storage = Azurite(free_port())  # not started yet: nothing listens there
+    with (
+        running_devhost(storage.connection_string) as host,
+        httpx.Client(base_url=host.api_url, headers={"api-key": API_KEYS[0]}, timeout=30) as http,
+    ):
+        for method, path in [
+            ("GET", "/assistants"),
+            ("POST", "/assistants"),
+            ("GET", "/assistants/asst_000000000000000000000000"),
+        ]:
+            started = time.monotonic()
+            response = http.request(method, path, json={"model": "m"})
+            assert response.status_code == 503
+            assert time.monotonic() - started < 10
+            assert response.headers["retry-after"] == "5"
+            assert response.headers["x-request-id"].startswith("req_")
+            error = response.json()["error"]
+            assert (error["type"], error["code"], error["param"]) == (
+                "server_error",
+                "service_unavailable",
+                None,
+            )
+        assert httpx.get(host.api_url + "/assistants").status_code == 401  # auth still comes first
+        assert http.post("/assistants", json={"model": 5}).status_code == 400  # and validation
+
+        storage.start()
+        try:
+            created = sdk_clients(host)["azure"].beta.assistants.create(model="m")
+            assert http.get(f"/assistants/{created.id}").json()["id"] == created.id
+        finally:
+            storage.stop()
+
+
+def test_each_response_has_its_own_request_id(http: httpx.Client, devhost: DevHost) -> None:
+    seen = {http.get("/assistants", params={"limit": 1}).headers["x-request-id"] for _ in range(5)}
+    seen.add(httpx.get(devhost.api_url + "/assistants").headers["x-request-id"])
+    seen.add(http.get("/nowhere").headers["x-request-id"])
+    assert len(seen) == 7
