@@ -23,6 +23,7 @@ again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -74,6 +75,11 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "connection_timeout": 5,
     "read_timeout": 30,
 }
+
+
+# The SDK's HTTP logging writes every storage request's headers at INFO: noise, and costly in
+# Application Insights. Warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
 class StorageUnavailable(Exception):

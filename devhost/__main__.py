@@ -72,6 +72,9 @@ def main() -> None:
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Ctrl-C and SIGTERM both end the server and what it started, even where SIGINT was
+    # inherited as ignored (as it is for background jobs of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     os.environ.update(load_settings(ROOT))
     sys.path.insert(0, str(ROOT))
