@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 from azure.core import MatchConditions
@@ -38,6 +39,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineResponse
 from azure.data.tables import (
     TableClient,
     TableEntity,
@@ -124,10 +126,16 @@ def _translated_errors() -> Iterator[None]:
 
 
 class Store:
-    """The process's connection to Table Storage; tables are created on first use."""
+    """The process's connection to Table Storage; tables are created on first use.
 
-    def __init__(self, settings: Settings) -> None:
+    `observe`, if given, sees every storage response (for counting round trips).
+    """
+
+    def __init__(
+        self, settings: Settings, observe: Callable[[PipelineResponse[Any, Any]], None] | None = None
+    ) -> None:
         self._settings = settings
+        self._options = dict(_CLIENT_OPTIONS, raw_response_hook=observe) if observe else _CLIENT_OPTIONS
         self._service: TableServiceClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -141,7 +149,7 @@ class Store:
             if full_name not in self._tables:
                 if self._service is None:
                     self._service = TableServiceClient.from_connection_string(
-                        self._settings.storage_connection_string, **_CLIENT_OPTIONS
+                        self._settings.storage_connection_string, **self._options
                     )
                 self._tables[full_name] = self._service.create_table_if_not_exists(full_name)
             return self._tables[full_name]
@@ -252,7 +260,8 @@ class Collection:
         low = _INDEX + ids.sort_key(start) if start else _INDEX
         high = _INDEX + ids.sort_key(stop) if stop else _next_prefix(_INDEX)
         index = self._query(low, high, limit + 1, select=["RowKey"])
-        keys = [row["RowKey"][len(_INDEX) :] for row in index]
+        # islice: reading on would fetch every further page of the index, not just this one.
+        keys = [row["RowKey"][len(_INDEX) :] for row in islice(index, limit + 1)]
         more = len(keys) > limit
         keys = keys[:limit]
         if not keys:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from azure.core.pipeline import PipelineResponse
 from openai import OpenAI
 
 from assistants_core import ids
 from assistants_core.models import CreateAssistantRequest
+from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
 from assistants_core.settings import Settings
 from assistants_core.storage import Store
@@ -140,3 +144,50 @@ def test_same_millisecond_creations_list_in_creation_order(
         assert [a.name for a in client.beta.assistants.list(order="asc", limit=100)] == [
             str(i) for i in range(50)
         ]
+
+
+class StorageMeter:
+    """Counts storage requests, and the most rows they may return: a query's `$top`, else one."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.rows = 0
+
+    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
+        self.requests += 1
+        top = parse_qs(urlsplit(response.http_request.url).query).get("$top", ["1"])[0]
+        self.rows += int(top)
+
+    def reset(self) -> None:
+        self.requests = self.rows = 0
+
+
+def test_a_page_costs_two_queries_of_about_limit_rows_wherever_it_starts(azurite: Any) -> None:
+    meter = StorageMeter()
+    settings = Settings(
+        api_keys=(b"unused",),
+        storage_connection_string=azurite.connection_string,
+        table_prefix="t" + secrets.token_hex(4),
+    )
+    service = Service(Store(settings, observe=meter))
+    created = [service.create_assistant(CreateAssistantRequest.parse({"model": "m"})).id for _ in range(300)]
+    for order in ("asc", "desc"):
+        listed = created if order == "asc" else created[::-1]  # positions in the requested order
+        cursors: list[dict[str, str]] = [
+            {},
+            {"after": listed[150]},
+            {"before": listed[150]},
+            {"after": listed[20]},
+            {"after": listed[280]},
+            {"before": listed[20]},
+            {"before": listed[280]},
+            {"after": listed[40], "before": listed[260]},
+        ]
+        for cursor in cursors:
+            meter.reset()
+            page = service.list_assistants(
+                ListQuery.from_params({"limit": "10", "order": order, **cursor}, "asst")
+            )
+            assert len(page.data) == 10 and page.has_more, (order, cursor)
+            assert meter.requests <= 2, (order, cursor, meter.requests)
+            assert meter.rows <= 2 * 11, (order, cursor, meter.rows)
