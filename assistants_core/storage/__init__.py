@@ -1,0 +1,20 @@
+"""Azure Table Storage: the only package that knows tables, partitions, row keys, filters and
+chunks. The rest of the app stores and reads JSON documents by object id."""
+
+from .collection import Collection, Order
+from .rows import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge, Record, StorageUnavailable
+from .store import Store
+from .threads import Threads, next_message
+
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "Collection",
+    "ConcurrentUpdate",
+    "DocumentTooLarge",
+    "Order",
+    "Record",
+    "StorageUnavailable",
+    "Store",
+    "Threads",
+    "next_message",
+]

@@ -1,0 +1,171 @@
+"""Ordered collections: objects of one kind in one partition, listed in id order in O(page).
+
+With `k` the sortable body of an object's id (see `ids`) and `~k` its inverted form:
+
+    row key           holds
+    d<~k>[.NN]        the object's document, newest object first (the default list order)
+    a<k>              an empty index row, oldest object first, for ascending pages
+    g<group>:a<k>     for an object in a group (a message of a run): the group's index, both
+    g<group>:d<~k>      orders, so a group lists without reading the rest of the collection
+
+Table Storage only scans keys ascending, so a descending page reads `d` rows from its cursor on,
+and an ascending page reads `a` rows from its cursor and then the one contiguous range of `d`
+rows they name: at most two queries of about `limit` rows each, however large the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import islice
+from typing import Any, Literal
+
+from azure.data.tables import TableClient, TransactionOperation
+
+from .. import ids
+from .rows import (
+    PART_SEPARATOR,
+    PAST,
+    Operation,
+    Partition,
+    Record,
+    after_prefix,
+    assembled,
+    part_key,
+    translated_errors,
+    unchanged_since,
+)
+
+Order = Literal["asc", "desc"]
+
+DATA, INDEX, GROUP = "d", "a", "g"
+
+
+def data_key(object_id: str) -> str:
+    return DATA + ids.inverted(ids.sort_key(object_id))
+
+
+class Collection(Partition):
+    """`guard`, if given, goes into every write, so that writes fail once what the collection
+    belongs to is gone (the messages of a deleted thread)."""
+
+    def __init__(self, table: TableClient, partition: str, guard: Operation | None = None) -> None:
+        super().__init__(table, partition)
+        self._guards: list[Operation] = [guard] if guard else []
+
+    # --- single objects ---------------------------------------------------------------------
+
+    def insert(self, object_id: str, document: bytes, group: str | None = None) -> None:
+        self.submit([*self._guards, *self.insert_operations(object_id, document, group)])
+
+    def insert_operations(self, object_id: str, document: bytes, group: str | None = None) -> list[Operation]:
+        key = ids.sort_key(object_id)
+        first = {"group": group} if group else {}
+        rows = [*self.document_rows(data_key(object_id), object_id, document, **first), self.row(INDEX + key)]
+        if group:
+            rows.append(self.row(f"{GROUP}{group}:a{key}", id=object_id))
+            rows.append(self.row(f"{GROUP}{group}:d{ids.inverted(key)}", id=object_id))
+        return [(TransactionOperation.CREATE, row) for row in rows]
+
+    def get(self, object_id: str) -> Record | None:
+        return self.read_document(data_key(object_id), object_id)
+
+    def replace(self, object_id: str, current: Record, document: bytes) -> None:
+        """Write a new version, only if the object is still at `current` (else ConcurrentUpdate)."""
+        self.replace_document(data_key(object_id), object_id, current, document, self._guards)
+
+    def delete(self, object_id: str, current: Record) -> None:
+        """Remove an object, only if it is still at `current` (else ConcurrentUpdate)."""
+        first_key = data_key(object_id)
+        key = ids.sort_key(object_id)
+        keys = [part_key(first_key, n) for n in range(1, current.rows)] + [INDEX + key]
+        group = current.first.get("group")
+        if group:
+            keys += [f"{GROUP}{group}:a{key}", f"{GROUP}{group}:d{ids.inverted(key)}"]
+        operations: list[Operation] = [
+            *self._guards,
+            (TransactionOperation.DELETE, self.row(first_key), unchanged_since(current)),
+            *[(TransactionOperation.DELETE, self.row(k)) for k in keys],
+        ]
+        self.submit(operations)
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def page(
+        self, order: Order, limit: int, after: str | None, before: str | None, group: str | None = None
+    ) -> tuple[list[bytes], bool]:
+        """Up to `limit` documents in `order`, after `after` and before `before` (ids, exclusive),
+        of the whole collection or of one group.
+
+        `before` alone asks for the `limit` objects just ahead of it, in `order`. The flag says
+        whether more objects lie beyond the page, in the direction it was read.
+        """
+        with translated_errors():
+            if before is not None and after is None:
+                backwards: Order = "asc" if order == "desc" else "desc"
+                documents, more = self._scan(backwards, limit, before, None, group)
+                documents.reverse()
+                return documents, more
+            return self._scan(order, limit, after, before, group)
+
+    def _scan(
+        self, order: Order, limit: int, start: str | None, stop: str | None, group: str | None
+    ) -> tuple[list[bytes], bool]:
+        if group is None and order == "desc":  # the data rows themselves are in this order
+            objects, more = self._read_objects(*_bounds(DATA, order, start, stop), limit)
+            return [document for _, document in objects], more
+        prefix = f"{GROUP}{group}:{order[0]}" if group else INDEX
+        low, high = _bounds(prefix, order, start, stop)
+        index = self.query(low, high, limit + 1, select=["RowKey", "id"])
+        # islice: reading on would fetch every further page of the index, not just this one.
+        found = list(islice(index, limit + 1))
+        more = len(found) > limit
+        found = found[:limit]
+        if not found:
+            return [], more
+        if group:  # a group's objects lie anywhere in the collection: read them one by one
+            records = [self.get(row["id"]) for row in found]
+            return [r.document for r in records if r is not None], more
+        keys = [row["RowKey"][len(INDEX) :] for row in found]
+        # The page's objects are one contiguous range of data rows, newest first.
+        objects, _ = self._read_objects(
+            DATA + ids.inverted(keys[-1]), DATA + ids.inverted(keys[0]) + PAST, len(keys), inclusive=True
+        )
+        by_key = dict(objects)
+        return [by_key[key] for key in keys if key in by_key], more
+
+    def _read_objects(
+        self, low: str, high: str, limit: int, inclusive: bool = False
+    ) -> tuple[list[tuple[str, bytes]], bool]:
+        """Up to `limit` (key, document) pairs from the data rows in the range, newest first,
+        and whether another object follows them."""
+        objects: list[tuple[str, bytes]] = []
+        rows: list[Mapping[str, Any]] = []
+        for row in self.query(low, high, limit + 1, inclusive=inclusive):
+            if PART_SEPARATOR not in row["RowKey"]:
+                objects += self._whole(rows)
+                rows = []
+                if len(objects) == limit:
+                    return objects, True
+            rows.append(row)
+        objects += self._whole(rows)
+        return objects, False
+
+    def _whole(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, bytes]]:
+        """The object these rows hold, as zero or one (key, document) pair."""
+        if not rows:
+            return []
+        object_id = rows[0]["id"]
+        record = assembled(rows) or self.get(object_id)  # raced a writer: read it whole
+        return [(ids.sort_key(object_id), record.document)] if record else []
+
+
+def _bounds(prefix: str, order: Order, start: str | None, stop: str | None) -> tuple[str, str]:
+    """The exclusive key range of `prefix` rows strictly between the ids `start` and `stop`."""
+
+    def key(object_id: str) -> str:
+        k = ids.sort_key(object_id)
+        return k if order == "asc" else ids.inverted(k)
+
+    low = prefix + key(start) + PAST if start else prefix
+    high = prefix + key(stop) if stop else after_prefix(prefix)
+    return low, high

@@ -1,0 +1,60 @@
+"""The process's connection to Table Storage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from azure.core.pipeline import PipelineResponse
+from azure.data.tables import TableClient, TableServiceClient
+
+from ..settings import Settings
+from .collection import Collection
+from .rows import translated_errors
+from .threads import Threads
+
+# Storage calls fail fast and in bounded time, so a client sees a 503 rather than a hang.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "retry_backoff_max": 1,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
+
+
+class Store:
+    """Tables are created on first use, once per process.
+
+    `observe`, if given, sees every storage response (for counting round trips).
+    """
+
+    def __init__(
+        self, settings: Settings, observe: Callable[[PipelineResponse[Any, Any]], None] | None = None
+    ) -> None:
+        self._settings = settings
+        self._options = dict(_CLIENT_OPTIONS, raw_response_hook=observe) if observe else _CLIENT_OPTIONS
+        self._service: TableServiceClient | None = None
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    def assistants(self) -> Collection:
+        return Collection(self._table("assistants"), partition="assistants")
+
+    def threads(self) -> Threads:
+        return Threads(self._table("threads"))
+
+    def _table(self, name: str) -> TableClient:
+        full_name = self._settings.table_prefix + name
+        table = self._tables.get(full_name)
+        if table is not None:
+            return table
+        with self._lock, translated_errors():
+            if full_name not in self._tables:
+                if self._service is None:
+                    self._service = TableServiceClient.from_connection_string(
+                        self._settings.storage_connection_string, **self._options
+                    )
+                self._tables[full_name] = self._service.create_table_if_not_exists(full_name)
+            return self._tables[full_name]
