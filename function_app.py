@@ -39,6 +39,51 @@ def delete_assistant(req: func.HttpRequest) -> func.HttpResponse:
     return api.handle(req, endpoints.delete_assistant)
 
 
+@app.route(route="threads", methods=["POST"])
+def create_thread(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.create_thread)
+
+
+@app.route(route="threads/{thread_id}", methods=["GET"])
+def retrieve_thread(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.retrieve_thread)
+
+
+@app.route(route="threads/{thread_id}", methods=["POST"])
+def modify_thread(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.modify_thread)
+
+
+@app.route(route="threads/{thread_id}", methods=["DELETE"])
+def delete_thread(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.delete_thread)
+
+
+@app.route(route="threads/{thread_id}/messages", methods=["POST"])
+def create_message(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.create_message)
+
+
+@app.route(route="threads/{thread_id}/messages", methods=["GET"])
+def list_messages(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.list_messages)
+
+
+@app.route(route="threads/{thread_id}/messages/{message_id}", methods=["GET"])
+def retrieve_message(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.retrieve_message)
+
+
+@app.route(route="threads/{thread_id}/messages/{message_id}", methods=["POST"])
+def modify_message(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.modify_message)
+
+
+@app.route(route="threads/{thread_id}/messages/{message_id}", methods=["DELETE"])
+def delete_message(req: func.HttpRequest) -> func.HttpResponse:
+    return api.handle(req, endpoints.delete_message)
+
+
 @app.route(route="{*path}", methods=ALL_METHODS)
 def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
     return api.handle_unmatched(req, app)

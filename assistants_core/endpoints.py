@@ -8,9 +8,19 @@ from .models import (
     Assistant,
     AssistantDeleted,
     CreateAssistantRequest,
+    CreateMessageRequest,
+    CreateThreadRequest,
+    Message,
+    MessageDeleted,
     ModifyAssistantRequest,
+    ModifyMessageRequest,
+    ModifyThreadRequest,
+    Thread,
+    ThreadDeleted,
 )
-from .pagination import ListPage, ListQuery
+from .pagination import ListPage, ListQuery, id_param
+
+# --- assistants ------------------------------------------------------------------------------
 
 
 def create_assistant(call: Call) -> Assistant:
@@ -32,3 +42,48 @@ def modify_assistant(call: Call) -> Assistant:
 
 def delete_assistant(call: Call) -> AssistantDeleted:
     return call.service.delete_assistant(call.path("assistant_id"))
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+def create_thread(call: Call) -> Thread:
+    return call.service.create_thread(CreateThreadRequest.parse(call.json()))
+
+
+def retrieve_thread(call: Call) -> Thread:
+    return call.service.retrieve_thread(call.path("thread_id"))
+
+
+def modify_thread(call: Call) -> Thread:
+    return call.service.modify_thread(call.path("thread_id"), ModifyThreadRequest.parse(call.json()))
+
+
+def delete_thread(call: Call) -> ThreadDeleted:
+    return call.service.delete_thread(call.path("thread_id"))
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+def create_message(call: Call) -> Message:
+    return call.service.create_message(call.path("thread_id"), CreateMessageRequest.parse(call.json()))
+
+
+def list_messages(call: Call) -> ListPage[Message]:
+    query = ListQuery.from_params(call.params, ids.MESSAGE)
+    run_id = id_param(call.params, "run_id", ids.RUN)
+    return call.service.list_messages(call.path("thread_id"), query, run_id)
+
+
+def retrieve_message(call: Call) -> Message:
+    return call.service.retrieve_message(call.path("thread_id"), call.path("message_id"))
+
+
+def modify_message(call: Call) -> Message:
+    request = ModifyMessageRequest.parse(call.json())
+    return call.service.modify_message(call.path("thread_id"), call.path("message_id"), request)
+
+
+def delete_message(call: Call) -> MessageDeleted:
+    return call.service.delete_message(call.path("thread_id"), call.path("message_id"))

@@ -1,9 +1,11 @@
 """Object ids: `<prefix>_` + 24 characters of `[0-9A-Za-z]` that sort in creation order.
 
-The first characters encode a per-process strictly increasing microsecond clock in a base-62
-alphabet whose character order matches its digit order, so ids compare (as strings, the way
-Table Storage compares keys) in the order this process created them, also within one
-millisecond. The rest is random, so ids from different instances never collide.
+The first characters are a number in a base-62 alphabet whose character order matches its digit
+order, so ids compare (as strings, the way Table Storage compares keys) in number order. The
+rest is random, so ids never collide. The number is either a per-process strictly increasing
+microsecond clock (`new_id`: assistants, threads; ordered as this process created them, also
+within one millisecond) or a sequence number the caller allocates (`sequential_id`: a thread's
+messages, numbered by the thread itself whatever the clocks say).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from collections.abc import Callable
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 24
 _CLOCK_DIGITS = 10  # 62**10 microseconds is about 26,000 years
-_RANDOM_DIGITS = BODY_LENGTH - _CLOCK_DIGITS
 _INVERTED = str.maketrans(ALPHABET, ALPHABET[::-1])
 _BODY = re.compile(rf"[0-9A-Za-z]{{{BODY_LENGTH}}}")
 
 ASSISTANT = "asst"
+THREAD = "thread"
+MESSAGE = "msg"
+RUN = "run"
+_SEQUENCE_DIGITS = 8  # 62**8 messages in one thread
 
 
 class _MonotonicClock:
@@ -49,11 +54,27 @@ def _base62(value: int, width: int) -> str:
     return "".join(reversed(digits))
 
 
+def unix_seconds() -> int:
+    """Now, by the clock ids are made with."""
+    return clock.now() // 1_000_000_000
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
 def new_id(prefix: str) -> tuple[str, int]:
     """A fresh id and its creation time in Unix seconds."""
     micros = clock.tick()
-    body = _base62(micros, _CLOCK_DIGITS) + "".join(secrets.choice(ALPHABET) for _ in range(_RANDOM_DIGITS))
-    return f"{prefix}_{body}", micros // 1_000_000
+    return (
+        f"{prefix}_{_base62(micros, _CLOCK_DIGITS)}{_random(BODY_LENGTH - _CLOCK_DIGITS)}",
+        micros // 1_000_000,
+    )
+
+
+def sequential_id(prefix: str, number: int) -> str:
+    """An id that sorts by `number` among ids made this way (a thread's messages)."""
+    return f"{prefix}_{_base62(number, _SEQUENCE_DIGITS)}{_random(BODY_LENGTH - _SEQUENCE_DIGITS)}"
 
 
 def is_valid(prefix: str, value: str) -> bool:

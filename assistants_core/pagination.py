@@ -31,8 +31,8 @@ class ListQuery:
         return cls(
             limit=_limit(params.get("limit")),
             order=_order(params.get("order")),
-            after=_cursor(params, "after", id_prefix),
-            before=_cursor(params, "before", id_prefix),
+            after=id_param(params, "after", id_prefix),
+            before=id_param(params, "before", id_prefix),
         )
 
 
@@ -67,7 +67,8 @@ def _order(raw: str | None) -> Order:
     )
 
 
-def _cursor(params: Mapping[str, str], name: str, id_prefix: str) -> str | None:
+def id_param(params: Mapping[str, str], name: str, id_prefix: str) -> str | None:
+    """An optional query parameter that must be an id of one kind (a cursor, a filter)."""
     raw = params.get(name)
     if raw is None:
         return None

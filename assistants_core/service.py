@@ -1,21 +1,33 @@
-"""What each operation does, in terms of wire models and stored documents."""
+"""What each operation does, in terms of wire models and stored documents.
+
+Writes that depend on what was read (modify, delete, a message's number) are optimistic: they
+are conditional on the stored version, and on a conflict they read again and redo the change,
+so concurrent writers never lose each other's fields.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from . import ids
 from .errors import InvalidRequest, NotFound
 from .models import (
+    ApiObject,
     Assistant,
     AssistantDeleted,
     CreateAssistantRequest,
+    CreateMessageRequest,
+    CreateThreadRequest,
+    Message,
+    MessageDeleted,
     ModifyAssistantRequest,
+    ModifyMessageRequest,
+    ModifyThreadRequest,
+    Thread,
+    ThreadDeleted,
 )
 from .pagination import ListPage, ListQuery
-from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, DocumentTooLarge, Record, Store
+from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, Record, Store, next_message
 
 
 class Service:
@@ -28,8 +40,7 @@ class Service:
         assistant_id, created_at = ids.new_id(ids.ASSISTANT)
         assistant = Assistant(id=assistant_id, created_at=created_at, model=request.model)
         assistant = assistant.with_changes(request.given())
-        with _size_checked("assistant", request.given()):
-            self._store.assistants().insert(assistant.id, _document(assistant))
+        self._store.assistants().insert(assistant.id, _document(assistant, request.given()))
         return assistant
 
     def list_assistants(self, query: ListQuery) -> ListPage[Assistant]:
@@ -39,53 +50,145 @@ class Service:
         return ListPage[Assistant].of([Assistant.model_validate_json(d) for d in documents], has_more)
 
     def retrieve_assistant(self, assistant_id: str) -> Assistant:
-        _, record = self._find_assistant(assistant_id)
-        return Assistant.model_validate_json(record.document)
+        return Assistant.model_validate_json(self._assistant(assistant_id).document)
 
     def modify_assistant(self, assistant_id: str, request: ModifyAssistantRequest) -> Assistant:
-        while True:  # optimistic concurrency: re-read and re-apply when another write got in first
-            collection, record = self._find_assistant(assistant_id)
+        while True:
+            record = self._assistant(assistant_id)
             assistant = Assistant.model_validate_json(record.document).with_changes(request.given())
             try:
-                with _size_checked("assistant", request.given()):
-                    collection.replace(assistant_id, record, _document(assistant))
+                self._store.assistants().replace(assistant_id, record, _document(assistant, request.given()))
             except ConcurrentUpdate:
                 continue
             return assistant
 
     def delete_assistant(self, assistant_id: str) -> AssistantDeleted:
         while True:
-            collection, record = self._find_assistant(assistant_id)
+            record = self._assistant(assistant_id)
             try:
-                collection.delete(assistant_id, record)
+                self._store.assistants().delete(assistant_id, record)
             except ConcurrentUpdate:
                 continue
             return AssistantDeleted(id=assistant_id)
 
-    def _find_assistant(self, assistant_id: str) -> tuple[Collection, Record]:
-        if not ids.is_valid(ids.ASSISTANT, assistant_id):
-            raise NotFound.object("assistant", assistant_id)
-        collection = self._store.assistants()
-        record = collection.get(assistant_id)
+    def _assistant(self, assistant_id: str) -> Record:
+        record = (
+            self._store.assistants().get(assistant_id) if ids.is_valid(ids.ASSISTANT, assistant_id) else None
+        )
         if record is None:
             raise NotFound.object("assistant", assistant_id)
-        return collection, record
+        return record
+
+    # --- threads ----------------------------------------------------------------------------
+
+    def create_thread(self, request: CreateThreadRequest) -> Thread:
+        thread_id, created_at = ids.new_id(ids.THREAD)
+        thread = Thread(id=thread_id, created_at=created_at).with_changes(request.thread_fields())
+        messages = []
+        for number, body in enumerate(request.messages or []):
+            message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
+            messages.append((message.id, _document(message, body.given(), f"messages[{number}]")))
+        self._store.threads().create(thread_id, _document(thread, request.thread_fields()), messages)
+        return thread
+
+    def retrieve_thread(self, thread_id: str) -> Thread:
+        return Thread.model_validate_json(self._thread(thread_id).document)
+
+    def modify_thread(self, thread_id: str, request: ModifyThreadRequest) -> Thread:
+        while True:
+            record = self._thread(thread_id)
+            thread = Thread.model_validate_json(record.document).with_changes(request.given())
+            try:
+                self._store.threads().replace(thread_id, record, _document(thread, request.given()))
+            except ConcurrentUpdate:
+                continue
+            return thread
+
+    def delete_thread(self, thread_id: str) -> ThreadDeleted:
+        while True:
+            try:
+                deleted = ids.is_valid(ids.THREAD, thread_id) and self._store.threads().delete(thread_id)
+            except ConcurrentUpdate:
+                continue
+            if not deleted:
+                raise NotFound.object("thread", thread_id)
+            return ThreadDeleted(id=thread_id)
+
+    def _thread(self, thread_id: str) -> Record:
+        record = self._store.threads().get(thread_id) if ids.is_valid(ids.THREAD, thread_id) else None
+        if record is None:
+            raise NotFound.object("thread", thread_id)
+        return record
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
+        while True:  # the thread numbers its messages; a conflict means another took this number
+            thread = self._thread(thread_id)
+            message_id = ids.sequential_id(ids.MESSAGE, next_message(thread))
+            message = request.to_message(message_id, thread_id, ids.unix_seconds())
+            try:
+                self._store.threads().add_message(thread, message_id, _document(message, request.given()))
+            except ConcurrentUpdate:
+                continue
+            return message
+
+    def list_messages(self, thread_id: str, query: ListQuery, run_id: str | None) -> ListPage[Message]:
+        self._thread(thread_id)
+        documents, has_more = self._messages(thread_id).page(
+            query.order, query.limit, query.after, query.before, group=run_id
+        )
+        return ListPage[Message].of([Message.model_validate_json(d) for d in documents], has_more)
+
+    def retrieve_message(self, thread_id: str, message_id: str) -> Message:
+        self._thread(thread_id)  # a deleted thread's messages are gone at once, even before their rows
+        return Message.model_validate_json(self._message(thread_id, message_id).document)
+
+    def modify_message(self, thread_id: str, message_id: str, request: ModifyMessageRequest) -> Message:
+        while True:
+            record = self._message(thread_id, message_id)
+            message = Message.model_validate_json(record.document).with_changes(request.given())
+            try:
+                self._messages(thread_id).replace(message_id, record, _document(message, request.given()))
+            except ConcurrentUpdate:
+                self._thread(thread_id)  # the write's guard fails for good once the thread is gone
+                continue
+            return message
+
+    def delete_message(self, thread_id: str, message_id: str) -> MessageDeleted:
+        while True:
+            record = self._message(thread_id, message_id)
+            try:
+                self._messages(thread_id).delete(message_id, record)
+            except ConcurrentUpdate:
+                self._thread(thread_id)
+                continue
+            return MessageDeleted(id=message_id)
+
+    def _messages(self, thread_id: str) -> Collection:
+        return self._store.threads().messages(thread_id)
+
+    def _message(self, thread_id: str, message_id: str) -> Record:
+        """The stored message, or 404 naming the thread if the thread is what is missing."""
+        valid = ids.is_valid(ids.THREAD, thread_id) and ids.is_valid(ids.MESSAGE, message_id)
+        record = self._messages(thread_id).get(message_id) if valid else None
+        if record is None:
+            self._thread(thread_id)
+            raise NotFound.object("message", message_id)
+        return record
 
 
-def _document(obj: Assistant) -> bytes:
-    return obj.model_dump_json().encode()
-
-
-@contextmanager
-def _size_checked(kind: str, fields: dict[str, Any]) -> Iterator[None]:
-    """Turns a document too large for storage into a 400 naming the largest field given."""
-    try:
-        yield
-    except DocumentTooLarge as exc:
+def _document(obj: ApiObject, fields: dict[str, Any], within: str = "") -> bytes:
+    """The object as stored, or a 400 naming the largest field given if it is too large to store."""
+    document = obj.model_dump_json().encode()
+    if len(document) > MAX_DOCUMENT_BYTES:
         largest = max(fields, key=lambda name: len(repr(fields[name])), default=None)
+        param = ".".join(p for p in (within, largest) if p) or None
+        kind = type(obj).__name__.lower()
         raise InvalidRequest(
-            f"The {kind} is too large to store: it takes {exc.size:,} bytes as JSON, and this "
+            f"The {kind} is too large to store: it takes {len(document):,} bytes as JSON, and this "
             f"service stores at most {MAX_DOCUMENT_BYTES:,} bytes per object.",
-            param=largest,
+            param=param,
             code="object_too_large",
-        ) from None
+        )
+    return document

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
+from azure.core.pipeline import PipelineResponse
 from openai import AzureOpenAI, OpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +142,63 @@ def sdk_clients(host: DevHost) -> dict[str, OpenAI]:
         ),
         "openai": OpenAI(base_url=host.api_url, api_key=API_KEYS[1], max_retries=0),
     }
+
+
+def stored_rows(storage: str, table: str, partition: str | None = None) -> int:
+    """How many rows a table (or one partition of it) holds: for proving nothing was written,
+    or that everything was removed."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableClient
+
+    client = TableClient.from_connection_string(storage, table)
+    query, parameters = (
+        ("PartitionKey eq @pk", {"pk": partition}) if partition else ("PartitionKey ne ''", {})
+    )
+    try:
+        return sum(1 for _ in client.query_entities(query, parameters=parameters, select=["RowKey"]))
+    except ResourceNotFoundError:  # the table was never created
+        return 0
+
+
+class StorageMeter:
+    """Counts storage requests, and the most rows they may return: a query's `$top`, else one."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.rows = 0
+
+    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
+        self.requests += 1
+        top = parse_qs(urlsplit(response.http_request.url).query).get("$top", ["1"])[0]
+        self.rows += int(top)
+
+    def reset(self) -> None:
+        self.requests = self.rows = 0
+
+
+def text_of(message: Any) -> str:
+    """The text of a message's first content part (an SDK Message)."""
+    return str(message.model_dump()["content"][0]["text"]["value"])
+
+
+def error_of(exc: Any) -> dict[str, Any]:
+    """The error object the SDK parsed from an error response (`APIStatusError.body`)."""
+    body = exc.body
+    assert isinstance(body, dict)
+    return body
+
+
+def assert_error(
+    response: httpx.Response, status: int, param: str | None, code: str | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-request-id"].startswith("req_")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param, error
+    if code is not None:
+        assert error["code"] == code, error
+    assert error["message"]
+    return dict(error)

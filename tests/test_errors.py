@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from assistants_core.http import MAX_BODY_BYTES
-from tests.support import API_KEYS, DevHost
+from tests.support import API_KEYS, DevHost, assert_error
 
 AZURE_401 = {
     "error": {
@@ -20,31 +20,26 @@ AZURE_401 = {
     }
 }
 MISSING = "asst_000000000000000000000000"
+THREAD = "thread_000000000000000000000000"
+MESSAGE = "msg_000000000000000000000000"
 ROUTES = [
     ("POST", "/assistants"),
     ("GET", "/assistants"),
     ("GET", f"/assistants/{MISSING}"),
     ("POST", f"/assistants/{MISSING}"),
     ("DELETE", f"/assistants/{MISSING}"),
+    ("POST", "/threads"),
+    ("GET", f"/threads/{THREAD}"),
+    ("POST", f"/threads/{THREAD}"),
+    ("DELETE", f"/threads/{THREAD}"),
+    ("POST", f"/threads/{THREAD}/messages"),
+    ("GET", f"/threads/{THREAD}/messages"),
+    ("GET", f"/threads/{THREAD}/messages/{MESSAGE}"),
+    ("POST", f"/threads/{THREAD}/messages/{MESSAGE}"),
+    ("DELETE", f"/threads/{THREAD}/messages/{MESSAGE}"),
     ("GET", "/no/such/route"),
     ("PUT", "/assistants"),
 ]
-
-
-def assert_error(
-    response: httpx.Response, status: int, param: str | None, code: str | None = None
-) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers["x-request-id"].startswith("req_")
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == param, error
-    if code is not None:
-        assert error["code"] == code, error
-    assert error["message"]
-    return dict(error)
 
 
 # --- auth --------------------------------------------------------------------------------------

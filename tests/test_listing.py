@@ -6,11 +6,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from azure.core.pipeline import PipelineResponse
 from openai import OpenAI
 
 from assistants_core import ids
@@ -19,7 +17,7 @@ from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
 from assistants_core.settings import Settings
 from assistants_core.storage import Store
-from tests.support import API_KEYS, DevHost, running_devhost, sdk_clients
+from tests.support import API_KEYS, DevHost, StorageMeter, running_devhost, sdk_clients
 
 COUNT = 25
 
@@ -144,22 +142,6 @@ def test_same_millisecond_creations_list_in_creation_order(
         assert [a.name for a in client.beta.assistants.list(order="asc", limit=100)] == [
             str(i) for i in range(50)
         ]
-
-
-class StorageMeter:
-    """Counts storage requests, and the most rows they may return: a query's `$top`, else one."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.rows = 0
-
-    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
-        self.requests += 1
-        top = parse_qs(urlsplit(response.http_request.url).query).get("$top", ["1"])[0]
-        self.rows += int(top)
-
-    def reset(self) -> None:
-        self.requests = self.rows = 0
 
 
 def test_a_page_costs_two_queries_of_about_limit_rows_wherever_it_starts(azurite: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -27,16 +27,6 @@ class Assistant(ApiObject):
     response_format: ResponseFormat = "auto"
     reasoning_effort: ReasoningEffort | None = None
 
-    def with_changes(self, changes: dict[str, Any]) -> Self:
-        """A copy with `changes` applied; an explicit null puts the field back to its default."""
-        fields = type(self).model_fields
-        return self.model_copy(
-            update={
-                name: fields[name].get_default(call_default_factory=True) if value is None else value
-                for name, value in changes.items()
-            }
-        )
-
 
 class AssistantDeleted(WireModel):
     id: str
@@ -45,7 +35,6 @@ class AssistantDeleted(WireModel):
 
 
 class _AssistantSettings(RequestModel):
-    # Absent fields are told from explicit nulls by `model_fields_set`, see `given()`.
     name: str | None = Field(default=None, max_length=256)
     description: str | None = Field(default=None, max_length=512)
     instructions: str | None = Field(default=None, max_length=256_000)
@@ -56,10 +45,6 @@ class _AssistantSettings(RequestModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     response_format: ResponseFormat | None = None
-
-    def given(self) -> dict[str, Any]:
-        """The fields the body named, with their values (null included)."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class CreateAssistantRequest(_AssistantSettings):

@@ -42,6 +42,16 @@ class ApiObject(WireModel):
 
     id: str
 
+    def with_changes(self, changes: dict[str, Any]) -> Self:
+        """A copy with `changes` applied; an explicit null puts the field back to its default."""
+        fields = type(self).model_fields
+        return self.model_copy(
+            update={
+                name: fields[name].get_default(call_default_factory=True) if value is None else value
+                for name, value in changes.items()
+            }
+        )
+
 
 class SparseModel(WireModel):
     """A nested object whose absent optional fields are left out of the JSON, not sent as null."""
@@ -60,6 +70,11 @@ class RequestModel(WireModel):
             return cls.model_validate(body)
         except ValidationError as exc:
             raise invalid_request(exc) from None
+
+    def given(self) -> dict[str, Any]:
+        """The fields the body named, with their values (null included): absent fields are
+        told from explicit nulls by `model_fields_set`."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 def check_metadata(value: dict[str, str]) -> dict[str, str]:
