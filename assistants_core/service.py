@@ -1,13 +1,14 @@
 """What each operation does, in terms of wire models and stored documents.
 
-Writes that depend on what was read (modify, delete, a message's number) are optimistic: they
-are conditional on the stored version, and on a conflict they read again and redo the change,
-so concurrent writers never lose each other's fields.
+Writes that depend on what was read (modify, delete, a message's number) are optimistic
+(`_optimistically`): conditional on the stored version, and on a conflict they read again and
+redo the change, so concurrent writers never lose each other's fields.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import ids
 from .errors import InvalidRequest, NotFound
@@ -28,6 +29,8 @@ from .models import (
 )
 from .pagination import ListPage, ListQuery
 from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, Record, Store, next_message
+
+T = TypeVar("T")
 
 
 class Service:
@@ -53,23 +56,20 @@ class Service:
         return Assistant.model_validate_json(self._assistant(assistant_id).document)
 
     def modify_assistant(self, assistant_id: str, request: ModifyAssistantRequest) -> Assistant:
-        while True:
+        def attempt() -> Assistant:
             record = self._assistant(assistant_id)
             assistant = Assistant.model_validate_json(record.document).with_changes(request.given())
-            try:
-                self._store.assistants().replace(assistant_id, record, _document(assistant, request.given()))
-            except ConcurrentUpdate:
-                continue
+            self._store.assistants().replace(assistant_id, record, _document(assistant, request.given()))
             return assistant
 
+        return _optimistically(attempt)
+
     def delete_assistant(self, assistant_id: str) -> AssistantDeleted:
-        while True:
-            record = self._assistant(assistant_id)
-            try:
-                self._store.assistants().delete(assistant_id, record)
-            except ConcurrentUpdate:
-                continue
+        def attempt() -> AssistantDeleted:
+            self._store.assistants().delete(assistant_id, self._assistant(assistant_id))
             return AssistantDeleted(id=assistant_id)
+
+        return _optimistically(attempt)
 
     def _assistant(self, assistant_id: str) -> Record:
         record = (
@@ -95,24 +95,21 @@ class Service:
         return Thread.model_validate_json(self._thread(thread_id).document)
 
     def modify_thread(self, thread_id: str, request: ModifyThreadRequest) -> Thread:
-        while True:
+        def attempt() -> Thread:
             record = self._thread(thread_id)
             thread = Thread.model_validate_json(record.document).with_changes(request.given())
-            try:
-                self._store.threads().replace(thread_id, record, _document(thread, request.given()))
-            except ConcurrentUpdate:
-                continue
+            self._store.threads().replace(thread_id, record, _document(thread, request.given()))
             return thread
 
+        return _optimistically(attempt)
+
     def delete_thread(self, thread_id: str) -> ThreadDeleted:
-        while True:
-            try:
-                deleted = ids.is_valid(ids.THREAD, thread_id) and self._store.threads().delete(thread_id)
-            except ConcurrentUpdate:
-                continue
-            if not deleted:
+        def attempt() -> ThreadDeleted:
+            if not (ids.is_valid(ids.THREAD, thread_id) and self._store.threads().delete(thread_id)):
                 raise NotFound.object("thread", thread_id)
             return ThreadDeleted(id=thread_id)
+
+        return _optimistically(attempt)
 
     def _thread(self, thread_id: str) -> Record:
         record = self._store.threads().get(thread_id) if ids.is_valid(ids.THREAD, thread_id) else None
@@ -123,15 +120,14 @@ class Service:
     # --- messages ---------------------------------------------------------------------------
 
     def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
-        while True:  # the thread numbers its messages; a conflict means another took this number
+        def attempt() -> Message:  # a conflict means another message took this number
             thread = self._thread(thread_id)
             message_id = ids.sequential_id(ids.MESSAGE, next_message(thread))
             message = request.to_message(message_id, thread_id, ids.unix_seconds())
-            try:
-                self._store.threads().add_message(thread, message_id, _document(message, request.given()))
-            except ConcurrentUpdate:
-                continue
+            self._store.threads().add_message(thread, message_id, _document(message, request.given()))
             return message
+
+        return _optimistically(attempt)
 
     def list_messages(self, thread_id: str, query: ListQuery, run_id: str | None) -> ListPage[Message]:
         self._thread(thread_id)
@@ -145,25 +141,21 @@ class Service:
         return Message.model_validate_json(self._message(thread_id, message_id).document)
 
     def modify_message(self, thread_id: str, message_id: str, request: ModifyMessageRequest) -> Message:
-        while True:
+        def attempt() -> Message:
             record = self._message(thread_id, message_id)
             message = Message.model_validate_json(record.document).with_changes(request.given())
-            try:
-                self._messages(thread_id).replace(message_id, record, _document(message, request.given()))
-            except ConcurrentUpdate:
-                self._thread(thread_id)  # the write's guard fails for good once the thread is gone
-                continue
+            self._messages(thread_id).replace(message_id, record, _document(message, request.given()))
             return message
 
+        # A message write's guard fails for good once its thread is gone: that is a 404.
+        return _optimistically(attempt, on_conflict=lambda: self._thread(thread_id))
+
     def delete_message(self, thread_id: str, message_id: str) -> MessageDeleted:
-        while True:
-            record = self._message(thread_id, message_id)
-            try:
-                self._messages(thread_id).delete(message_id, record)
-            except ConcurrentUpdate:
-                self._thread(thread_id)
-                continue
+        def attempt() -> MessageDeleted:
+            self._messages(thread_id).delete(message_id, self._message(thread_id, message_id))
             return MessageDeleted(id=message_id)
+
+        return _optimistically(attempt, on_conflict=lambda: self._thread(thread_id))
 
     def _messages(self, thread_id: str) -> Collection:
         return self._store.threads().messages(thread_id)
@@ -176,6 +168,16 @@ class Service:
             self._thread(thread_id)
             raise NotFound.object("message", message_id)
         return record
+
+
+def _optimistically(attempt: Callable[[], T], on_conflict: Callable[[], object] | None = None) -> T:
+    """Run a read-then-conditional-write until no other write got in between."""
+    while True:
+        try:
+            return attempt()
+        except ConcurrentUpdate:
+            if on_conflict is not None:
+                on_conflict()
 
 
 def _document(obj: ApiObject, fields: dict[str, Any], within: str = "") -> bytes:

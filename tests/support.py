@@ -202,3 +202,24 @@ def assert_error(
         assert error["code"] == code, error
     assert error["message"]
     return dict(error)
+
+
+def run_concurrently(actions: list[Any]) -> None:
+    """Start every action on its own thread at once; raise the first error any of them hit."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(action: Any) -> None:
+        try:
+            action()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]

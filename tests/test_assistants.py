@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from openai import OpenAI
+
+from tests.support import run_concurrently
 
 FIELDS = {
     "id",
@@ -203,20 +204,7 @@ def test_concurrent_modifies_keep_every_field(client: OpenAI) -> None:
         {"tools": TOOLS[:1]},
         {"model": "gpt-4.1"},
     ]
-    errors: list[BaseException] = []
-
-    def modify(change: dict[str, Any]) -> None:
-        try:
-            client.beta.assistants.update(created.id, **change)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=modify, args=(c,)) for c in changes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_concurrently([lambda c=c: client.beta.assistants.update(created.id, **c) for c in changes])
     final = client.beta.assistants.retrieve(created.id)
     assert (final.name, final.description, final.instructions) == ("n", "d", "i")
     assert (final.temperature, final.top_p, final.metadata, final.model) == (0.3, 0.4, {"k": "v"}, "gpt-4.1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import httpx
@@ -11,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.support import DevHost, error_of, stored_rows, text_of
+from tests.support import DevHost, error_of, run_concurrently, stored_rows, text_of
 
 TEXT = {"type": "text", "text": {"value": "hello", "annotations": []}}
 
@@ -230,14 +229,6 @@ def test_deleting_a_thread_removes_it_and_every_message_at_once(client: OpenAI, 
 
 def test_concurrent_thread_modifies_and_message_creates_lose_nothing(client: OpenAI) -> None:
     thread = client.beta.threads.create()
-    errors: list[BaseException] = []
-
-    def run(action: Any) -> None:
-        try:
-            action()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
     actions: list[Any] = [
         lambda: client.beta.threads.update(thread.id, metadata={"k": "v"}),
         lambda: client.beta.threads.update(
@@ -248,12 +239,7 @@ def test_concurrent_thread_modifies_and_message_creates_lose_nothing(client: Ope
             for i in range(10)
         ],
     ]
-    workers = [threading.Thread(target=run, args=(a,)) for a in actions]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not errors
+    run_concurrently(actions)
     final = client.beta.threads.retrieve(thread.id)
     assert final.metadata == {"k": "v"}
     assert final.tool_resources is not None and final.tool_resources.code_interpreter is not None

@@ -8,6 +8,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
@@ -29,6 +30,16 @@ def by_type(value: Any) -> str | None:
     """The tag of a `type`-discriminated union member, for `Discriminator`."""
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return TAG + kind if isinstance(kind, str) else None
+
+
+def by_type_among(kind: str, *types: str) -> Discriminator:
+    """Picks a union member by `type`; any other `type` is a 400 naming the supported ones."""
+    supported = ", ".join(f"'{t}'" for t in types[:-1]) + f" and '{types[-1]}'"
+    return Discriminator(
+        by_type,
+        custom_error_type="invalid_union_member",
+        custom_error_message=f"Invalid {kind} type. Supported values are: {supported}.",
+    )
 
 
 class WireModel(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from .base import TAG, ApiObject, Metadata, RequestModel, SparseModel, WireModel, by_type
+from .base import TAG, ApiObject, Metadata, RequestModel, SparseModel, WireModel, by_type, by_type_among
 from .tools import CodeInterpreterTool
 
 MAX_TEXT = 256_000
@@ -60,13 +60,7 @@ ContentPartParam = Annotated[
     Annotated[TextContentBlockParam, Tag(TAG + "text")]
     | Annotated[ImageURLContentBlock, Tag(TAG + "image_url")]
     | Annotated[ImageFileContentBlock, Tag(TAG + "image_file")],
-    Discriminator(
-        by_type,
-        custom_error_type="invalid_union_member",
-        custom_error_message=(
-            "Invalid content part type. Supported values are: 'text', 'image_url' and 'image_file'."
-        ),
-    ),
+    by_type_among("content part", "text", "image_url", "image_file"),
 ]
 
 
@@ -94,13 +88,7 @@ class FileSearchToolTypeOnly(SparseModel):
 AttachmentTool = Annotated[
     Annotated[CodeInterpreterTool, Tag(TAG + "code_interpreter")]
     | Annotated[FileSearchToolTypeOnly, Tag(TAG + "file_search")],
-    Discriminator(
-        by_type,
-        custom_error_type="invalid_union_member",
-        custom_error_message=(
-            "Invalid attachment tool type. Supported values are: 'code_interpreter' and 'file_search'."
-        ),
-    ),
+    by_type_among("attachment tool", "code_interpreter", "file_search"),
 ]
 
 

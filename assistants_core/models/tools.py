@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import TAG, SparseModel, by_type
+from .base import TAG, SparseModel, by_type, by_type_among
 
 MAX_TOOLS = 128
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -48,13 +48,7 @@ AssistantTool = Annotated[
     Annotated[CodeInterpreterTool, Tag(TAG + "code_interpreter")]
     | Annotated[FileSearchTool, Tag(TAG + "file_search")]
     | Annotated[FunctionTool, Tag(TAG + "function")],
-    Discriminator(
-        by_type,
-        custom_error_type="invalid_union_member",
-        custom_error_message=(
-            "Invalid tool type. Supported values are: 'code_interpreter', 'file_search' and 'function'."
-        ),
-    ),
+    by_type_among("tool", "code_interpreter", "file_search", "function"),
 ]
 
 
