@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic import BaseModel
 
-from . import routing
+from . import routing, telemetry
 from .errors import (
     ApiError,
     InternalError,
@@ -31,7 +31,7 @@ from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store
 
-log = logging.getLogger("assistants")
+log = logging.getLogger(telemetry.LOGGER)
 
 # Every version here speaks the Assistants v2 shapes; a request without one gets the latest.
 API_VERSIONS = frozenset(
@@ -105,11 +105,15 @@ class Api:
 
     @classmethod
     def from_environment(cls) -> Api:
-        """Raises ConfigurationError, so that the app refuses to start, when settings are missing."""
-        return cls(Settings.from_environ())
+        """Raises ConfigurationError, so that the app refuses to start, when settings are missing;
+        starts telemetry when it is configured."""
+        api = cls(Settings.from_environ())
+        telemetry.configure()
+        return api
 
     def handle(self, request: func.HttpRequest, endpoint: Endpoint) -> func.HttpResponse:
         request_id = "req_" + uuid.uuid4().hex
+        telemetry.tag_request(request_id)
         started = time.perf_counter()
         try:
             self._admit(request)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 API_KEYS = "ASSISTANTS_API_KEYS"
 STORAGE_CONNECTION_STRING = "ASSISTANTS_STORAGE_CONNECTION_STRING"
+STORAGE_ACCOUNT_URL = "ASSISTANTS_STORAGE_ACCOUNT_URL"
 TABLE_PREFIX = "ASSISTANTS_TABLE_PREFIX"
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
@@ -21,9 +22,13 @@ class ConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
+    """Storage is reached either with a connection string (local runs, Azurite) or, in Azure,
+    at an account URL as the app's managed identity (`AZURE_CLIENT_ID` names a user-assigned one)."""
+
     api_keys: tuple[bytes, ...]
-    storage_connection_string: str
-    table_prefix: str
+    storage_connection_string: str | None = None
+    storage_account_url: str | None = None
+    table_prefix: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -34,10 +39,17 @@ class Settings:
                 f"{API_KEYS} is not set: configure at least one API key (comma-separated) "
                 "before serving requests."
             )
-        connection_string = env.get(STORAGE_CONNECTION_STRING, "").strip()
-        if not connection_string:
+        connection_string = env.get(STORAGE_CONNECTION_STRING, "").strip() or None
+        account_url = env.get(STORAGE_ACCOUNT_URL, "").strip() or None
+        if connection_string and account_url:
             raise ConfigurationError(
-                f"{STORAGE_CONNECTION_STRING} is not set: give the Table Storage connection string "
+                f"Both {STORAGE_CONNECTION_STRING} and {STORAGE_ACCOUNT_URL} are set: set only one "
+                "(the URL to use the managed identity, the connection string for local runs)."
+            )
+        if not (connection_string or account_url):
+            raise ConfigurationError(
+                f"Neither {STORAGE_ACCOUNT_URL} nor {STORAGE_CONNECTION_STRING} is set: give the table "
+                "endpoint to reach storage as the managed identity, or a connection string "
                 "(UseDevelopmentStorage=true for Azurite)."
             )
         prefix = env.get(TABLE_PREFIX, "").strip()
@@ -45,4 +57,9 @@ class Settings:
             raise ConfigurationError(
                 f"{TABLE_PREFIX} must be 1-51 letters or digits starting with a letter, got {prefix!r}."
             )
-        return cls(api_keys=keys, storage_connection_string=connection_string, table_prefix=prefix)
+        return cls(
+            api_keys=keys,
+            storage_connection_string=connection_string,
+            storage_account_url=account_url,
+            table_prefix=prefix,
+        )

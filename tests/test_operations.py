@@ -33,7 +33,18 @@ from tests.support import (
             {"ASSISTANTS_API_KEYS": " , ", "ASSISTANTS_STORAGE_CONNECTION_STRING": "x"},
             "ASSISTANTS_API_KEYS is not set",
         ),
-        ({"ASSISTANTS_API_KEYS": "k"}, "ASSISTANTS_STORAGE_CONNECTION_STRING is not set"),
+        (
+            {"ASSISTANTS_API_KEYS": "k"},
+            "Neither ASSISTANTS_STORAGE_ACCOUNT_URL nor ASSISTANTS_STORAGE_CONNECTION_STRING",
+        ),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+                "ASSISTANTS_STORAGE_ACCOUNT_URL": "https://acct.table.core.windows.net/",
+            },
+            "Both ASSISTANTS_STORAGE_CONNECTION_STRING and ASSISTANTS_STORAGE_ACCOUNT_URL are set",
+        ),
         (
             {
                 "ASSISTANTS_API_KEYS": "k",
@@ -47,6 +58,30 @@ from tests.support import (
 def test_settings_refuse_to_start_with_a_clear_message(environ: dict[str, str], complaint: str) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         Settings.from_environ(environ)
+
+
+def test_storage_is_reached_by_identity_or_by_connection_string() -> None:
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.identity import DefaultAzureCredential
+
+    from assistants_core.storage.store import table_service
+
+    by_identity = Settings.from_environ(
+        {"ASSISTANTS_API_KEYS": "k", "ASSISTANTS_STORAGE_ACCOUNT_URL": "https://acct.table.core.windows.net/"}
+    )
+    client = table_service(by_identity)
+    assert isinstance(client.credential, DefaultAzureCredential)
+    assert client.url.startswith("https://acct.table.core.windows.net")
+
+    by_key = Settings.from_environ(
+        {"ASSISTANTS_API_KEYS": "k", "ASSISTANTS_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
+    )
+    client = table_service(by_key)
+    assert isinstance(client.credential, AzureNamedKeyCredential)
+    assert client.url.startswith("http://127.0.0.1:10002/devstoreaccount1")
+
+    with pytest.raises(ConfigurationError, match="No storage is configured"):
+        table_service(Settings(api_keys=(b"k",)))
 
 
 def test_keys_are_comma_separated_and_trimmed() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, TableServiceClient
 
-from ..settings import Settings
+from ..settings import ConfigurationError, Settings
 from .collection import Collection
 from .rows import translated_errors
 from .threads import Threads
@@ -22,6 +22,20 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "connection_timeout": 5,
     "read_timeout": 30,
 }
+
+
+def table_service(settings: Settings, **options: Any) -> TableServiceClient:
+    """The client the settings ask for: by managed identity at an account URL, or by
+    connection string. Neither makes a request until used."""
+    if settings.storage_account_url:
+        from azure.identity import DefaultAzureCredential  # only a deployment pays for this import
+
+        return TableServiceClient(
+            settings.storage_account_url, credential=DefaultAzureCredential(), **options
+        )
+    if settings.storage_connection_string:
+        return TableServiceClient.from_connection_string(settings.storage_connection_string, **options)
+    raise ConfigurationError("No storage is configured: give an account URL or a connection string.")
 
 
 class Store:
@@ -53,8 +67,6 @@ class Store:
         with self._lock, translated_errors():
             if full_name not in self._tables:
                 if self._service is None:
-                    self._service = TableServiceClient.from_connection_string(
-                        self._settings.storage_connection_string, **self._options
-                    )
+                    self._service = table_service(self._settings, **self._options)
                 self._tables[full_name] = self._service.create_table_if_not_exists(full_name)
             return self._tables[full_name]

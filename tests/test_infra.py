@@ -1,0 +1,191 @@
+"""The Bicep, checked without Azure: every file parses, and the deployment has the properties
+the design promises (read from the parsed files, not from text where it matters)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter
+import tree_sitter_bicep
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+ROLE = {
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+
+
+def syntax_errors(source: bytes) -> list[str]:
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+    errors = []
+    stack = [parser.parse(source).root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            errors.append(f"line {node.start_point[0] + 1}: {node.type} {node.text!r:.60}")
+        stack.extend(node.children)
+    return errors
+
+
+@cache
+def parsed(name: str) -> dict[str, Any]:
+    return dict(BicepParser().parse(file_path=INFRA / name))
+
+
+def resources(name: str, kind: str) -> list[dict[str, Any]]:
+    """The bodies of the resources of one type a file declares (a conditional one's included)."""
+    found = []
+    for resource in parsed(name)["resources"].values():
+        if resource["type"] == kind and not resource["existing"]:
+            body = resource["config"]
+            found.append(dict(body["config"] if "condition" in body else body))
+    return found
+
+
+def only(name: str, kind: str) -> dict[str, Any]:
+    found = resources(name, kind)
+    assert len(found) == 1, f"{name}: expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def test_there_is_bicep_to_check() -> None:
+    names = {str(f.relative_to(INFRA)) for f in BICEP_FILES}
+    assert {"main.bicep", "modules/functions.bicep", "modules/storage.bicep", "modules/roles.bicep"} <= names
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses(path: Path) -> None:
+    assert syntax_errors(path.read_bytes()) == []
+    assert parsed(str(path.relative_to(INFRA)))["resources"] or path.name == "main.bicep"
+
+
+def test_the_syntax_check_catches_errors() -> None:
+    assert syntax_errors(b"resource x 'A/b@2020-01-01' = {\n  name: 'x'\n") != []
+    assert syntax_errors(b"var x = {\n  ...y\n}\n") != []  # spread: a form the checks cannot read
+
+
+def test_flex_consumption_python_311_https_only() -> None:
+    plan = only("modules/functions.bicep", "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["properties"]["reserved"] is True
+    app = only("modules/functions.bicep", "Microsoft.Web/sites")
+    assert app["kind"] == "functionapp,linux"
+    assert app["properties"]["httpsOnly"] is True
+    assert app["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
+    config = app["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["scaleAndConcurrency"] == {
+        "maximumInstanceCount": "maximumInstanceCount",
+        "instanceMemoryMB": "instanceMemoryMB",
+    }
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    assert app["identity"]["type"] == "UserAssigned"
+    assert app["properties"]["keyVaultReferenceIdentity"] == "identityId"
+    main = parsed("main.bicep")["parameters"]
+    assert main["maximumInstanceCount"]["type"] == main["instanceMemoryMB"]["type"] == "int"
+
+
+def test_app_settings_use_identity_and_key_vault() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    for service in ("blob", "queue", "table"):
+        assert f"AzureWebJobsStorage__{service}ServiceUri" in settings
+    assert "AzureWebJobsStorage" not in settings  # no connection string
+    assert settings["ASSISTANTS_API_KEYS"].startswith("@Microsoft.KeyVault(VaultName=")
+    assert (
+        "ASSISTANTS_STORAGE_ACCOUNT_URL" in settings
+        and "ASSISTANTS_STORAGE_CONNECTION_STRING" not in settings
+    )
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
+    assert (
+        settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "ClientId=${identityClientId};Authorization=AAD"
+    )
+
+
+def test_storage_takes_no_keys_and_hosts_the_deployment_container() -> None:
+    account = only("modules/storage.bicep", "Microsoft.Storage/storageAccounts")["properties"]
+    assert account["allowSharedKeyAccess"] is False
+    assert account["allowBlobPublicAccess"] is False
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    container = only("modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert container["name"] == "deploymentContainerName"
+
+
+def test_key_vault_uses_rbac_and_holds_the_keys() -> None:
+    vault = only("modules/keyvault.bicep", "Microsoft.KeyVault/vaults")["properties"]
+    assert vault["enableRbacAuthorization"] is True
+    secret = only("modules/keyvault.bicep", "Microsoft.KeyVault/vaults/secrets")
+    assert secret["properties"]["value"] == "secretValue"
+    assert parsed("modules/keyvault.bicep")["parameters"]["secretValue"]["decorators"] == [{"type": "secure"}]
+
+
+def test_application_insights_takes_only_entra_id_ingestion() -> None:
+    insights = only("modules/monitoring.bicep", "Microsoft.Insights/components")["properties"]
+    assert insights["DisableLocalAuth"] is True
+    assert insights["WorkspaceResourceId"]
+
+
+def test_the_identity_has_exactly_the_four_roles() -> None:
+    variables = {k: v["value"] for k, v in parsed("modules/roles.bicep")["variables"].items()}
+    granted: dict[str, str] = {}
+    for assignment in resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments"):
+        properties = assignment["properties"]
+        role = variables[properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]]
+        if properties["principalId"] == "identityPrincipalId":
+            assert properties["principalType"] == "ServicePrincipal"
+            assert role not in granted
+            granted[role] = assignment["scope"]
+    assert (
+        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 6
+    )  # + 2 for the user
+    assert granted == {
+        ROLE["Storage Table Data Contributor"]: "storage",
+        ROLE["Storage Blob Data Owner"]: "storage",
+        ROLE["Monitoring Metrics Publisher"]: "applicationInsights",
+        ROLE["Key Vault Secrets User"]: "vault",
+    }
+
+
+def test_no_account_keys_anywhere() -> None:
+    for path in [*BICEP_FILES, INFRA / "main.parameters.json"]:
+        text = path.read_text()
+        assert "AccountKey" not in text and "listKeys" not in text, path
+
+
+def test_azd_wiring() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert parameters["location"]["value"] == "${AZURE_LOCATION}"
+    assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    assert parameters["assistantsApiKeys"]["value"].startswith(
+        "$(secretOrRandomPassword ${AZURE_KEY_VAULT_NAME} "
+    )
+    main = parsed("main.bicep")
+    assert main["parameters"]["assistantsApiKeys"]["decorators"][0] == {"type": "secure"}
+    outputs = main["outputs"]
+    assert {"ASSISTANTS_ENDPOINT", "AZURE_FUNCTION_APP_NAME", "AZURE_KEY_VAULT_NAME"} <= set(outputs)
+    endpoint = only("modules/functions.bicep", "Microsoft.Web/sites")
+    assert endpoint["tags"]  # carries azd-service-name, checked in text below
+    assert "'azd-service-name': 'api'" in (INFRA / "modules" / "functions.bicep").read_text()
+    azure_yaml = (ROOT / "azure.yaml").read_text()
+    for line in ("  api:", "    language: python", "    host: function"):
+        assert line in azure_yaml.splitlines()
+
+
+def test_readme_settings_table_matches_the_sample() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Settings") : readme.index("## Run it under")]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert documented == set(sample)
