@@ -1,11 +1,12 @@
 # make serve: run the API locally on http://127.0.0.1:$${PORT:-7071}/openai (Azurite started if needed)
 # make test:  linters, then the test suite (its own Azurite and dev host, nothing left running)
+# make fuzz:  the schemathesis fuzz with many more examples
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test lint format clean
+.PHONY: setup serve test fuzz lint format clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -23,6 +24,10 @@ serve: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Many more fuzz examples than make test runs (FUZZ_EXAMPLES per operation, default 500 here).
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest tests/test_fuzz.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -128,7 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
         response = self.server.router.dispatch(self.command, url, headers, body)
         self._write(response)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        # Every method goes through the router, as on the Functions host: one no function takes
+        # (TRACE, or anything made up) gets the router's 404, not the stdlib's HTML 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("transfer-encoding") or "").lower():

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,3 +223,86 @@ def run_concurrently(actions: list[Any]) -> None:
         worker.join()
     if errors:
         raise errors[0]
+
+
+class FaultyProxy:
+    """An HTTP/1.1 proxy in front of Azurite that counts requests and, from a chosen one on,
+    drops connections without answering, as an unreachable storage would, until healed."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target_port = target_port
+        self.port = free_port()
+        self.requests = 0
+        self._fail_from: int | None = None
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.port)
+
+    def fail_after(self, allowed: int) -> None:
+        """Let `allowed` more requests through, then fail every one after them."""
+        with self._lock:
+            self._fail_from = self.requests + allowed
+
+    def heal(self) -> None:
+        with self._lock:
+            self._fail_from = None
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        reader = client.makefile("rb")
+        try:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = reader.read(length) if length else b""
+                with self._lock:
+                    self.requests += 1
+                    failing = self._fail_from is not None and self.requests > self._fail_from
+                if failing:
+                    return
+                upstream.sendall(head + body)
+        except OSError:
+            return
+        finally:
+            for s in (client, upstream):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass

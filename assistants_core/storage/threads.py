@@ -145,6 +145,12 @@ def _being_deleted(partition: Partition) -> bool:
 
 def _purge(partition: Partition) -> None:
     """Remove every row of the partition but the marker, then the marker."""
+    with translated_errors():  # the row listing below fetches its pages lazily, as it is read
+        _purge_rows(partition)
+        partition.table.delete_entity(partition.partition, DELETING)
+
+
+def _purge_rows(partition: Partition) -> None:
     while True:
         with ThreadPoolExecutor(_PURGE_WORKERS) as pool:
             batches: list[Future[None]] = []
@@ -163,9 +169,7 @@ def _purge(partition: Partition) -> None:
                 except ConcurrentUpdate:  # a row went first (a concurrent delete): go round again
                     raced = True
         if not raced:
-            break
-    with translated_errors():
-        partition.table.delete_entity(partition.partition, DELETING)
+            return
 
 
 def _delete_rows(partition: Partition, keys: list[str]) -> None:
