@@ -1,12 +1,13 @@
 # make serve: run the API locally on http://127.0.0.1:$${PORT:-7071}/openai (Azurite started if needed)
 # make test:  linters, then the test suite (its own Azurite and dev host, nothing left running)
 # make fuzz:  the schemathesis fuzz with many more examples
+# make load:  the load benchmark (LOAD_ARGS="--clients 16 --seconds 30")
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test fuzz lint format clean
+.PHONY: setup serve test fuzz load lint format clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -28,6 +29,10 @@ test: lint
 # Many more fuzz examples than make test runs (FUZZ_EXAMPLES per operation, default 500 here).
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest tests/test_fuzz.py
+
+# Concurrent clients against the dev host on Azurite, then a check that nothing was lost.
+load: setup
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

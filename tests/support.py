@@ -99,6 +99,7 @@ class DevHost:
     base_url: str  # what AzureOpenAI(azure_endpoint=...) takes; the API is under /openai
     table_prefix: str
     storage: str
+    pid: int = 0
 
     @property
     def api_url(self) -> str:
@@ -130,7 +131,7 @@ def running_devhost(storage: str, table_prefix: str | None = None, **env: str) -
     )
     try:
         wait_for_port(port, process, "dev host")
-        yield DevHost(f"http://127.0.0.1:{port}", prefix, storage)
+        yield DevHost(f"http://127.0.0.1:{port}", prefix, storage, process.pid)
     finally:
         stop(process)
 

@@ -11,7 +11,8 @@ list in the order the service accepted them, whatever the clocks of the instance
 
 Creating a thread with messages writes the messages first and the thread row last, in as few
 transactions as the limits allow. Until the last one commits nothing of the thread can be
-seen, since its id has not been handed out; if one fails, the rows already written are removed.
+seen, since its id has not been handed out. If one fails, the rows already written are removed
+at once if storage lets us; if it does not, they stay: unreachable, so only wasted space.
 
 Deleting swaps the thread row for the marker in one transaction: from then on the thread and
 all its messages are gone for readers (message reads check the thread row, message writes carry
