@@ -99,7 +99,7 @@ class Collection(Partition):
         `before` alone asks for the `limit` objects just ahead of it, in `order`. The flag says
         whether more objects lie beyond the page, in the direction it was read.
         """
-        with translated_errors():
+        with translated_errors(self.table):
             if before is not None and after is None:
                 backwards: Order = "asc" if order == "desc" else "desc"
                 documents, more = self._scan(backwards, limit, before, None, group)

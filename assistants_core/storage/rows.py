@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,21 +77,38 @@ class Record:
 
 
 @contextmanager
-def translated_errors() -> Iterator[None]:
+def translated_errors(table: TableClient | None = None) -> Iterator[None]:
+    """Storage SDK errors as this package's: ConcurrentUpdate (read again and retry) or
+    StorageUnavailable (a 503: the client retries). A table found missing, though this process
+    created it (storage restarted empty, an operator removed it), is created again first, so
+    that the retry succeeds."""
     try:
         yield
     except TableTransactionError as exc:
-        if getattr(exc, "error_code", None) in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+        code = getattr(exc, "error_code", None)
+        if code in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
             raise ConcurrentUpdate() from exc
+        if code == "TableNotFound":
+            _recreate(table)
+            raise StorageUnavailable() from exc
         if exc.status_code is not None and exc.status_code >= 500:
             raise StorageUnavailable() from exc
         raise
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StorageUnavailable() from exc
     except HttpResponseError as exc:
+        if getattr(exc, "error_code", None) == "TableNotFound":
+            _recreate(table)
+            raise StorageUnavailable() from exc
         if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
             raise StorageUnavailable() from exc
         raise
+
+
+def _recreate(table: TableClient | None) -> None:
+    if table is not None:
+        with suppress(HttpResponseError, ServiceRequestError, ServiceResponseError):
+            table.create_table()
 
 
 def part_key(first_key: str, n: int) -> str:
@@ -163,7 +180,7 @@ class Partition:
 
     def read_document(self, first_key: str, object_id: str) -> Record | None:
         """The document whose first row is `first_key`, if it belongs to `object_id`."""
-        with translated_errors():
+        with translated_errors(self.table):
             for _ in range(_READ_ATTEMPTS):
                 try:
                     first = self.table.get_entity(self.partition, first_key)
@@ -225,7 +242,7 @@ class Partition:
         )
 
     def submit(self, operations: Sequence[Operation]) -> None:
-        with translated_errors():
+        with translated_errors(self.table):
             self.table.submit_transaction(operations)
 
 

@@ -136,7 +136,7 @@ def next_message(thread: Record) -> int:
 
 
 def _being_deleted(partition: Partition) -> bool:
-    with translated_errors():
+    with translated_errors(partition.table):
         try:
             partition.table.get_entity(partition.partition, DELETING, select=["RowKey"])
         except ResourceNotFoundError:
@@ -146,7 +146,7 @@ def _being_deleted(partition: Partition) -> bool:
 
 def _purge(partition: Partition) -> None:
     """Remove every row of the partition but the marker, then the marker."""
-    with translated_errors():  # the row listing below fetches its pages lazily, as it is read
+    with translated_errors(partition.table):  # the row listing below fetches its pages lazily, as it is read
         _purge_rows(partition)
         partition.table.delete_entity(partition.partition, DELETING)
 
