@@ -45,7 +45,9 @@ def by_type_among(kind: str, *types: str) -> Discriminator:
 class WireModel(BaseModel):
     """An object as the API returns it."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # defer_build: a model's validators are built on its first use, not at import, so a cold
+    # start pays only for the models its first requests need.
+    model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
 
 class ApiObject(WireModel):
