@@ -2,12 +2,13 @@
 # make test:  linters, then the test suite (its own Azurite and dev host, nothing left running)
 # make fuzz:  the schemathesis fuzz with many more examples
 # make load:  the load benchmark (LOAD_ARGS="--clients 16 --seconds 30")
+# make bench: the service against the storage floor (docs/benchmarks.md)
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test fuzz load lint format clean
+.PHONY: setup serve test fuzz load bench lint format clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,6 +34,10 @@ fuzz: setup
 # Concurrent clients against the dev host on Azurite, then a check that nothing was lost.
 load: setup
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+
+# Latency against the storage floor, round trips, growth, cold start, memory: one table.
+bench: setup
+	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -118,16 +118,20 @@ def devhost_env(storage: str, table_prefix: str, **overrides: str) -> dict[str, 
 
 
 @contextmanager
-def running_devhost(storage: str, table_prefix: str | None = None, **env: str) -> Iterator[DevHost]:
-    """A dev host process of its own (own table prefix unless given), stopped on exit."""
+def running_devhost(
+    storage: str, table_prefix: str | None = None, log: Path | None = None, **env: str
+) -> Iterator[DevHost]:
+    """A dev host process of its own (own table prefix unless given), stopped on exit; its
+    output goes to `log` if given."""
     prefix = table_prefix or "t" + secrets.token_hex(4)
     port = free_port()
+    output = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "devhost", "--port", str(port), "--no-azurite"],
         cwd=ROOT,
         env=devhost_env(storage, prefix, **env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, process, "dev host")
@@ -307,3 +311,7 @@ class FaultyProxy:
                 sink.sendall(data)
         except OSError:
             pass
+        # Storage closed this connection (an idle keep-alive): close the client's too, so it
+        # reconnects rather than waiting on a connection nobody answers.
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
