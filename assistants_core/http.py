@@ -6,8 +6,8 @@ import hmac
 import json
 import logging
 import math
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -112,7 +112,7 @@ class Api:
         return api
 
     def handle(self, request: func.HttpRequest, endpoint: Endpoint) -> func.HttpResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = "req_" + secrets.token_hex(16)
         telemetry.tag_request(request_id)
         started = time.perf_counter()
         try:

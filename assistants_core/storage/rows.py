@@ -13,7 +13,7 @@ notices and reads again.
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -168,7 +168,7 @@ class Partition:
             raise DocumentTooLarge(len(document))
         parts = [document[i : i + PART_BYTES] for i in range(0, len(document), PART_BYTES)] or [b""]
         groups = [parts[i : i + PARTS_PER_ROW] for i in range(0, len(parts), PARTS_PER_ROW)]
-        rev = uuid.uuid4().hex
+        rev = secrets.token_hex(16)
         rows = []
         for n, group in enumerate(groups):
             key = first_key if n == 0 else part_key(first_key, n)
