@@ -8,7 +8,6 @@ redo the change, so concurrent writers never lose each other's fields.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import ids
@@ -29,14 +28,9 @@ from .models import (
     ThreadDeleted,
 )
 from .pagination import ListPage, ListQuery
-from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, Record, Store, next_message
+from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, OwnerGone, Record, Store, next_message
 
 T = TypeVar("T")
-A = TypeVar("A")
-B = TypeVar("B")
-
-# Threads for reads that run beside the request's own (see _together); made only when used.
-_READS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="storage-read")
 
 
 class Service:
@@ -138,26 +132,16 @@ class Service:
     def list_messages(self, thread_id: str, query: ListQuery, run_id: str | None) -> ListPage[Message]:
         if not ids.is_valid(ids.THREAD, thread_id):
             raise NotFound.object("thread", thread_id)
-        messages = self._messages(thread_id)
-        _, (documents, has_more) = _together(
-            lambda: self._thread(thread_id),  # a deleted thread lists nothing, even before its rows go
-            lambda: messages.page(query.order, query.limit, query.after, query.before, group=run_id),
-        )
+        try:
+            documents, has_more = self._messages(thread_id).page(
+                query.order, query.limit, query.after, query.before, group=run_id
+            )
+        except OwnerGone:  # also while a deleted thread's rows are still being removed
+            raise NotFound.object("thread", thread_id) from None
         return ListPage[Message].of([Message.model_validate_json(d) for d in documents], has_more)
 
     def retrieve_message(self, thread_id: str, message_id: str) -> Message:
-        if not ids.is_valid(ids.THREAD, thread_id):
-            raise NotFound.object("thread", thread_id)
-        if not ids.is_valid(ids.MESSAGE, message_id):
-            self._thread(thread_id)
-            raise NotFound.object("message", message_id)
-        _, record = _together(
-            lambda: self._thread(thread_id),  # a deleted thread's messages are gone at once
-            lambda: self._messages(thread_id).get(message_id),
-        )
-        if record is None:
-            raise NotFound.object("message", message_id)
-        return Message.model_validate_json(record.document)
+        return Message.model_validate_json(self._message(thread_id, message_id).document)
 
     def modify_message(self, thread_id: str, message_id: str, request: ModifyMessageRequest) -> Message:
         def attempt() -> Message:
@@ -180,24 +164,19 @@ class Service:
         return self._store.threads().messages(thread_id)
 
     def _message(self, thread_id: str, message_id: str) -> Record:
-        """The stored message, or 404 naming the thread if the thread is what is missing."""
-        valid = ids.is_valid(ids.THREAD, thread_id) and ids.is_valid(ids.MESSAGE, message_id)
-        record = self._messages(thread_id).get(message_id) if valid else None
-        if record is None:
+        """The stored message, or a 404 naming the thread if the thread is what is missing."""
+        if not ids.is_valid(ids.THREAD, thread_id):
+            raise NotFound.object("thread", thread_id)
+        if not ids.is_valid(ids.MESSAGE, message_id):
             self._thread(thread_id)
             raise NotFound.object("message", message_id)
+        try:
+            record = self._messages(thread_id).get(message_id)
+        except OwnerGone:  # also while a deleted thread's rows are still being removed
+            raise NotFound.object("thread", thread_id) from None
+        if record is None:
+            raise NotFound.object("message", message_id)
         return record
-
-
-def _together(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
-    """Two independent storage reads at once, so the request waits for the slower, not the sum.
-    An error of either is raised (the first's if both fail)."""
-    pending = _READS.submit(first)
-    try:
-        result = second()
-    finally:
-        earlier = pending.result()
-    return earlier, result
 
 
 def _optimistically(attempt: Callable[[], T], on_conflict: Callable[[], object] | None = None) -> T:

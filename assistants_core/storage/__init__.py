@@ -2,7 +2,14 @@
 chunks. The rest of the app stores and reads JSON documents by object id."""
 
 from .collection import Collection, Order
-from .rows import MAX_DOCUMENT_BYTES, ConcurrentUpdate, DocumentTooLarge, Record, StorageUnavailable
+from .rows import (
+    MAX_DOCUMENT_BYTES,
+    ConcurrentUpdate,
+    DocumentTooLarge,
+    OwnerGone,
+    Record,
+    StorageUnavailable,
+)
 from .store import Store
 from .threads import Threads, next_message
 
@@ -12,6 +19,7 @@ __all__ = [
     "ConcurrentUpdate",
     "DocumentTooLarge",
     "Order",
+    "OwnerGone",
     "Record",
     "StorageUnavailable",
     "Store",

@@ -7,17 +7,24 @@ With `k` the sortable body of an object's id (see `ids`) and `~k` its inverted f
     a<k>              an empty index row, oldest object first, for ascending pages
     g<group>:a<k>     for an object in a group (a message of a run): the group's index, both
     g<group>:d<~k>      orders, so a group lists without reading the rest of the collection
+    d! and a!         for a collection with an owner (a thread's messages): rows that exist
+                        exactly while the owner does, at the head of each range
 
 Table Storage only scans keys ascending, so a descending page reads `d` rows from its cursor on,
 and an ascending page reads `a` rows from its cursor and then the one contiguous range of `d`
 rows they name: at most two queries of about `limit` rows each, however large the collection.
+
+A collection with an owner answers nothing once the owner is gone (OwnerGone), even while its
+rows are still being removed. A page without a cursor starts its query at the sentinel row, so
+the query itself proves the owner is there; any other read checks the owner beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from azure.data.tables import TableClient, TransactionOperation
 
@@ -26,6 +33,7 @@ from .rows import (
     PART_SEPARATOR,
     PAST,
     Operation,
+    OwnerGone,
     Partition,
     Record,
     after_prefix,
@@ -38,6 +46,11 @@ from .rows import (
 Order = Literal["asc", "desc"]
 
 DATA, INDEX, GROUP = "d", "a", "g"
+SENTINEL = "!"  # sorts below every id character: at the head of the data and index ranges
+
+T = TypeVar("T")
+# Threads for owner checks that run beside a read (see Collection._owned); made only when used.
+_CHECKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="owner-check")
 
 
 def data_key(object_id: str) -> str:
@@ -46,11 +59,36 @@ def data_key(object_id: str) -> str:
 
 class Collection(Partition):
     """`guard`, if given, goes into every write, so that writes fail once what the collection
-    belongs to is gone (the messages of a deleted thread)."""
+    belongs to is gone (the messages of a deleted thread); `owner_exists`, if given, tells
+    whether it is still there, for the reads no sentinel row can vouch for."""
 
-    def __init__(self, table: TableClient, partition: str, guard: Operation | None = None) -> None:
+    def __init__(
+        self,
+        table: TableClient,
+        partition: str,
+        guard: Operation | None = None,
+        owner_exists: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(table, partition)
         self._guards: list[Operation] = [guard] if guard else []
+        self._owner_exists = owner_exists
+
+    def sentinel_operations(self) -> list[Operation]:
+        """Creating the rows that stand for the owner (written with the owner itself)."""
+        return [(TransactionOperation.CREATE, self.row(key)) for key in self.sentinel_keys()]
+
+    def sentinel_keys(self) -> list[str]:
+        return [DATA + SENTINEL, INDEX + SENTINEL]
+
+    def _owned(self, read: Callable[[], T]) -> T:
+        """`read`, with the owner checked beside it: the request waits for the slower, not both."""
+        if self._owner_exists is None:
+            return read()
+        check = _CHECKS.submit(self._owner_exists)
+        result = read()
+        if not check.result():
+            raise OwnerGone()
+        return result
 
     # --- single objects ---------------------------------------------------------------------
 
@@ -67,7 +105,8 @@ class Collection(Partition):
         return [(TransactionOperation.CREATE, row) for row in rows]
 
     def get(self, object_id: str) -> Record | None:
-        return self.read_document(data_key(object_id), object_id)
+        """The object, or None; OwnerGone if the collection's owner is gone."""
+        return self._owned(lambda: self.read_document(data_key(object_id), object_id))
 
     def replace(self, object_id: str, current: Record, document: bytes) -> None:
         """Write a new version, only if the object is still at `current` (else ConcurrentUpdate)."""
@@ -99,31 +138,53 @@ class Collection(Partition):
         `before` alone asks for the `limit` objects just ahead of it, in `order`. The flag says
         whether more objects lie beyond the page, in the direction it was read.
         """
+        backwards = before is not None and after is None
+        scan_order: Order = ("asc" if order == "desc" else "desc") if backwards else order
+        start, stop = (before, None) if backwards else (after, before)
         with translated_errors(self.table):
-            if before is not None and after is None:
-                backwards: Order = "asc" if order == "desc" else "desc"
-                documents, more = self._scan(backwards, limit, before, None, group)
-                documents.reverse()
-                return documents, more
-            return self._scan(order, limit, after, before, group)
+            if self._owner_exists is not None and start is None and group is None:
+                documents, more = self._scan(scan_order, limit, None, stop, None, from_sentinel=True)
+            else:
+                documents, more = self._owned(lambda: self._scan(scan_order, limit, start, stop, group))
+        if backwards:
+            documents.reverse()
+        return documents, more
 
     def _scan(
-        self, order: Order, limit: int, start: str | None, stop: str | None, group: str | None
+        self,
+        order: Order,
+        limit: int,
+        start: str | None,
+        stop: str | None,
+        group: str | None,
+        from_sentinel: bool = False,
     ) -> tuple[list[bytes], bool]:
+        """A page read in key order; `from_sentinel` starts it at the owner's sentinel row, which
+        must be there (else OwnerGone)."""
         if group is None and order == "desc":  # the data rows themselves are in this order
-            objects, more = self._read_objects(*_bounds(DATA, order, start, stop), limit)
+            low, high = _bounds(DATA, order, start, stop)
+            sentinel = DATA + SENTINEL if from_sentinel else None
+            objects, more = self._read_objects(sentinel or low, high, limit, sentinel=sentinel)
             return [document for _, document in objects], more
         prefix = f"{GROUP}{group}:{order[0]}" if group else INDEX
         low, high = _bounds(prefix, order, start, stop)
-        index = self.query(low, high, limit + 1, select=["RowKey", "id"])
-        # islice: reading on would fetch every further page of the index, not just this one.
-        found = list(islice(index, limit + 1))
+        if from_sentinel:
+            rows = list(
+                islice(self.query(INDEX + SENTINEL, high, limit + 2, ["RowKey", "id"], True), limit + 2)
+            )
+            if not rows or rows[0]["RowKey"] != INDEX + SENTINEL:
+                raise OwnerGone()
+            found = rows[1:]
+        else:
+            index = self.query(low, high, limit + 1, select=["RowKey", "id"])
+            # islice: reading on would fetch every further page of the index, not just this one.
+            found = list(islice(index, limit + 1))
         more = len(found) > limit
         found = found[:limit]
         if not found:
             return [], more
         if group:  # a group's objects lie anywhere in the collection: read them one by one
-            records = [self.get(row["id"]) for row in found]
+            records = [self.read_document(data_key(row["id"]), row["id"]) for row in found]
             return [r.document for r in records if r is not None], more
         keys = [row["RowKey"][len(INDEX) :] for row in found]
         # The page's objects are one contiguous range of data rows, newest first.
@@ -134,13 +195,21 @@ class Collection(Partition):
         return [by_key[key] for key in keys if key in by_key], more
 
     def _read_objects(
-        self, low: str, high: str, limit: int, inclusive: bool = False
+        self, low: str, high: str, limit: int, inclusive: bool = False, sentinel: str | None = None
     ) -> tuple[list[tuple[str, bytes]], bool]:
         """Up to `limit` (key, document) pairs from the data rows in the range, newest first,
-        and whether another object follows them."""
+        and whether another object follows them. With `sentinel`, the range starts at that row,
+        which must be there (else OwnerGone)."""
         objects: list[tuple[str, bytes]] = []
         rows: list[Mapping[str, Any]] = []
-        for row in self.query(low, high, limit + 1, inclusive=inclusive):
+        query = self.query(
+            low, high, limit + 2 if sentinel else limit + 1, inclusive=inclusive or bool(sentinel)
+        )
+        if sentinel:
+            query = iter(query)
+            if next((row["RowKey"] for row in query), None) != sentinel:
+                raise OwnerGone()
+        for row in query:
             if PART_SEPARATOR not in row["RowKey"]:
                 objects += self._whole(rows)
                 rows = []
@@ -155,7 +224,7 @@ class Collection(Partition):
         if not rows:
             return []
         object_id = rows[0]["id"]
-        record = assembled(rows) or self.get(object_id)  # raced a writer: read it whole
+        record = assembled(rows) or self.read_document(data_key(object_id), object_id)  # raced a writer
         return [(ids.sort_key(object_id), record.document)] if record else []
 
 

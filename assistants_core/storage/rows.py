@@ -60,6 +60,10 @@ class ConcurrentUpdate(Exception):
     """Something a write was conditional on changed (or vanished) since it was read."""
 
 
+class OwnerGone(Exception):
+    """What the collection belongs to (a thread) no longer exists."""
+
+
 class DocumentTooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(f"document of {size} bytes exceeds {MAX_DOCUMENT_BYTES}")

@@ -2,7 +2,8 @@
 
     row key        holds
     t[.NN]         the thread's document; `next`, the sequence number of its next message
-    d.., a.., g..  its messages: an ordered collection (see collection.py)
+    d.., a.., g..  its messages: an ordered collection (see collection.py), whose sentinel rows
+                     d! and a! exist exactly while the thread does
     x              while a deletion is under way: the thread is gone, its rows are going
 
 A message id is made from `next` (`ids.sequential_id`), and a message is added in the same
@@ -14,10 +15,11 @@ transactions as the limits allow. Until the last one commits nothing of the thre
 seen, since its id has not been handed out. If one fails, the rows already written are removed
 at once if storage lets us; if it does not, they stay: unreachable, so only wasted space.
 
-Deleting swaps the thread row for the marker in one transaction: from then on the thread and
-all its messages are gone for readers (message reads check the thread row, message writes carry
-it as a guard). Then the partition's rows are removed, in parallel batches, and the marker
-last. A deletion cut short is finished by the next DELETE of the same thread.
+Deleting swaps the thread row and the sentinels for the marker in one transaction: from then on
+the thread and all its messages are gone for readers (message reads find no sentinel or no
+thread row, message writes carry the thread row as a guard). Then the partition's rows are
+removed, in parallel batches, and the marker last. A deletion cut short is finished by the next
+DELETE of the same thread.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ class Threads:
         collection = self.messages(thread_id)
         groups = [collection.insert_operations(message_id, body) for message_id, body in messages]
         thread_rows = partition.document_rows(THREAD, thread_id, document, next=len(messages))
-        groups.append([(TransactionOperation.CREATE, row) for row in thread_rows])
+        groups.append(
+            [*[(TransactionOperation.CREATE, row) for row in thread_rows], *collection.sentinel_operations()]
+        )
         written: list[list[Operation]] = []
         try:
             for transaction in packed(groups):  # the thread row is in the last one
@@ -91,13 +95,22 @@ class Threads:
         )
 
     def messages(self, thread_id: str) -> Collection:
-        """The thread's messages; every write to them fails once the thread is gone."""
-        exists = (
+        """The thread's messages: every read of them raises OwnerGone, and every write fails,
+        once the thread is gone."""
+        guard = (
             TransactionOperation.UPDATE,
             {"PartitionKey": thread_id, "RowKey": THREAD},
             {"mode": "merge"},
         )
-        return Collection(self._table, thread_id, guard=exists)
+        return Collection(self._table, thread_id, guard=guard, owner_exists=lambda: self._exists(thread_id))
+
+    def _exists(self, thread_id: str) -> bool:
+        with translated_errors(self._table):
+            try:
+                self._table.get_entity(thread_id, THREAD, select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
+        return True
 
     def delete(self, thread_id: str) -> bool:
         """Delete a thread and everything in it; False if there was no such thread. Raises
@@ -111,6 +124,10 @@ class Threads:
                     *[
                         (TransactionOperation.DELETE, partition.row(part_key(THREAD, n)))
                         for n in range(1, thread.rows)
+                    ],
+                    *[
+                        (TransactionOperation.DELETE, partition.row(k))
+                        for k in self.messages(thread_id).sentinel_keys()
                     ],
                     (TransactionOperation.UPSERT, partition.row(DELETING, id=thread_id)),
                 ]
