@@ -145,7 +145,7 @@ class Service:
 
     def modify_message(self, thread_id: str, message_id: str, request: ModifyMessageRequest) -> Message:
         def attempt() -> Message:
-            record = self._message(thread_id, message_id)
+            record = self._message(thread_id, message_id, for_write=True)
             message = Message.model_validate_json(record.document).with_changes(request.given())
             self._messages(thread_id).replace(message_id, record, _document(message, request.given()))
             return message
@@ -155,7 +155,7 @@ class Service:
 
     def delete_message(self, thread_id: str, message_id: str) -> MessageDeleted:
         def attempt() -> MessageDeleted:
-            self._messages(thread_id).delete(message_id, self._message(thread_id, message_id))
+            self._messages(thread_id).delete(message_id, self._message(thread_id, message_id, for_write=True))
             return MessageDeleted(id=message_id)
 
         return _optimistically(attempt, on_conflict=lambda: self._thread(thread_id))
@@ -163,18 +163,21 @@ class Service:
     def _messages(self, thread_id: str) -> Collection:
         return self._store.threads().messages(thread_id)
 
-    def _message(self, thread_id: str, message_id: str) -> Record:
-        """The stored message, or a 404 naming the thread if the thread is what is missing."""
+    def _message(self, thread_id: str, message_id: str, for_write: bool = False) -> Record:
+        """The stored message, or a 404 naming the thread if the thread is what is missing. For a
+        write, the thread is left to the write's guard (see modify_message)."""
         if not ids.is_valid(ids.THREAD, thread_id):
             raise NotFound.object("thread", thread_id)
         if not ids.is_valid(ids.MESSAGE, message_id):
             self._thread(thread_id)
             raise NotFound.object("message", message_id)
         try:
-            record = self._messages(thread_id).get(message_id)
+            record = self._messages(thread_id).get(message_id, for_write=for_write)
         except OwnerGone:  # also while a deleted thread's rows are still being removed
             raise NotFound.object("thread", thread_id) from None
         if record is None:
+            if for_write:
+                self._thread(thread_id)
             raise NotFound.object("message", message_id)
         return record
 

@@ -104,8 +104,11 @@ class Collection(Partition):
             rows.append(self.row(f"{GROUP}{group}:d{ids.inverted(key)}", id=object_id))
         return [(TransactionOperation.CREATE, row) for row in rows]
 
-    def get(self, object_id: str) -> Record | None:
-        """The object, or None; OwnerGone if the collection's owner is gone."""
+    def get(self, object_id: str, for_write: bool = False) -> Record | None:
+        """The object, or None; OwnerGone if the collection's owner is gone. A read `for_write`
+        leaves the owner to the write's guard, which fails if it is gone: one request, not two."""
+        if for_write:
+            return self.read_document(data_key(object_id), object_id)
         return self._owned(lambda: self.read_document(data_key(object_id), object_id))
 
     def replace(self, object_id: str, current: Record, document: bytes) -> None:
