@@ -20,6 +20,10 @@ import httpx
 from azure.core.pipeline import PipelineResponse
 from openai import AzureOpenAI, OpenAI
 
+from assistants_core.service import Service
+from assistants_core.settings import Settings
+from assistants_core.storage import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
 API_KEYS = ("test-key-primary", "test-key-secondary")
@@ -315,3 +319,17 @@ class FaultyProxy:
         # reconnects rather than waiting on a connection nobody answers.
         with suppress(OSError):
             sink.shutdown(socket.SHUT_RDWR)
+
+
+def in_process_service(
+    storage: str, table_prefix: str | None = None, meter: StorageMeter | None = None
+) -> Any:
+    """The service itself, in this process, on real storage: another instance beside a dev host
+    (same `table_prefix`), or one of its own (a fresh prefix); `meter` counts its requests."""
+
+    settings = Settings(
+        api_keys=(b"unused",),
+        storage_connection_string=storage,
+        table_prefix=table_prefix or "t" + secrets.token_hex(4),
+    )
+    return Service(Store(settings, observe=meter))

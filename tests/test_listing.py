@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,10 +13,7 @@ from openai import OpenAI
 from assistants_core import ids
 from assistants_core.models import CreateAssistantRequest
 from assistants_core.pagination import ListQuery
-from assistants_core.service import Service
-from assistants_core.settings import Settings
-from assistants_core.storage import Store
-from tests.support import API_KEYS, DevHost, StorageMeter, running_devhost, sdk_clients
+from tests.support import API_KEYS, DevHost, StorageMeter, in_process_service, running_devhost, sdk_clients
 
 COUNT = 25
 
@@ -123,12 +119,7 @@ def test_same_millisecond_creations_list_in_creation_order(
     """Fifty assistants created with the wall clock stuck on one instant still list in the order
     they were created: through the service in-process, read back over HTTP."""
     with running_devhost(azurite.connection_string) as host:
-        settings = Settings(
-            api_keys=(b"unused",),
-            storage_connection_string=azurite.connection_string,
-            table_prefix=host.table_prefix,
-        )
-        service = Service(Store(settings))
+        service = in_process_service(azurite.connection_string, host.table_prefix)
         frozen = time.time_ns()
         monkeypatch.setattr(ids.clock, "now", lambda: frozen)
         created = [
@@ -146,12 +137,7 @@ def test_same_millisecond_creations_list_in_creation_order(
 
 def test_a_page_costs_two_queries_of_about_limit_rows_wherever_it_starts(azurite: Any) -> None:
     meter = StorageMeter()
-    settings = Settings(
-        api_keys=(b"unused",),
-        storage_connection_string=azurite.connection_string,
-        table_prefix="t" + secrets.token_hex(4),
-    )
-    service = Service(Store(settings, observe=meter))
+    service = in_process_service(azurite.connection_string, meter=meter)
     created = [service.create_assistant(CreateAssistantRequest.parse({"model": "m"})).id for _ in range(300)]
     for order in ("asc", "desc"):
         listed = created if order == "asc" else created[::-1]  # positions in the requested order

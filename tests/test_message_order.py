@@ -14,22 +14,9 @@ from openai import OpenAI
 from assistants_core import ids
 from assistants_core.models import CreateMessageRequest, CreateThreadRequest
 from assistants_core.pagination import ListQuery
-from assistants_core.service import Service
-from assistants_core.settings import Settings
-from assistants_core.storage import Store
-from tests.support import Azurite, DevHost, StorageMeter, sdk_clients, text_of
+from tests.support import Azurite, DevHost, StorageMeter, in_process_service, sdk_clients, text_of
 
 COUNT = 25
-
-
-def in_process_service(azurite: Azurite, host: DevHost, meter: StorageMeter | None = None) -> Service:
-    """Another instance of the service, on the same tables as the dev host."""
-    settings = Settings(
-        api_keys=(b"unused",),
-        storage_connection_string=azurite.connection_string,
-        table_prefix=host.table_prefix,
-    )
-    return Service(Store(settings, observe=meter))
 
 
 def walk(client: OpenAI, thread_id: str, order: str, limit: int) -> list[str]:
@@ -66,7 +53,7 @@ def test_order_is_acceptance_order_across_instances_with_skewed_clocks(
     """The dev host has the true clock; an in-process instance runs an hour ahead, then a day
     behind. Messages still list in the order they were accepted."""
     client = sdk_clients(devhost)["openai"]
-    other = in_process_service(azurite, devhost)
+    other = in_process_service(azurite.connection_string, devhost.table_prefix)
     thread = client.beta.threads.create()
     accepted: list[str] = []
     true_now = ids.clock.now
@@ -137,7 +124,7 @@ def test_a_page_of_a_long_thread_costs_what_a_page_of_a_short_one_does(
     azurite: Azurite, devhost: DevHost
 ) -> None:
     meter = StorageMeter()
-    service = in_process_service(azurite, devhost, meter)
+    service = in_process_service(azurite.connection_string, devhost.table_prefix, meter)
 
     def thread_of(count: int) -> tuple[str, list[str]]:
         body = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(count)]}
@@ -174,7 +161,7 @@ def test_a_page_of_a_long_thread_costs_what_a_page_of_a_short_one_does(
 
 def test_run_filter_does_not_read_the_thread(azurite: Azurite, devhost: DevHost) -> None:
     meter = StorageMeter()
-    service = in_process_service(azurite, devhost, meter)
+    service = in_process_service(azurite.connection_string, devhost.table_prefix, meter)
     body = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(500)]}
     thread = service.create_thread(CreateThreadRequest.parse(body))
     meter.reset()

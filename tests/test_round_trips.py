@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -15,20 +14,12 @@ from assistants_core.models import (
     ModifyThreadRequest,
 )
 from assistants_core.pagination import ListQuery
-from assistants_core.service import Service
-from assistants_core.settings import Settings
-from assistants_core.storage import Store
-from tests.support import Azurite, StorageMeter
+from tests.support import Azurite, StorageMeter, in_process_service
 
 
 def test_requests_per_call(azurite: Azurite) -> None:
     meter = StorageMeter()
-    settings = Settings(
-        api_keys=(b"unused",),
-        storage_connection_string=azurite.connection_string,
-        table_prefix="t" + secrets.token_hex(4),
-    )
-    service = Service(Store(settings, observe=meter))
+    service = in_process_service(azurite.connection_string, meter=meter)
     # Tables are created on first use, once per process: not part of any call's cost.
     assistant = service.create_assistant(CreateAssistantRequest.parse({"model": "m"})).id
     three = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(3)]}
