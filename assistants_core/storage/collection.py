@@ -21,12 +21,12 @@ the query itself proves the owner is there; any other read checks the owner besi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
-from azure.data.tables import TableClient, TransactionOperation
+from azure.data.tables import TableClient, TableEntity, TransactionOperation
 
 from .. import ids
 from .rows import (
@@ -167,21 +167,17 @@ class Collection(Partition):
         if group is None and order == "desc":  # the data rows themselves are in this order
             low, high = _bounds(DATA, order, start, stop)
             sentinel = DATA + SENTINEL if from_sentinel else None
-            objects, more = self._read_objects(sentinel or low, high, limit, sentinel=sentinel)
+            objects, more = self._read_objects(low, high, limit, sentinel=sentinel)
             return [document for _, document in objects], more
         prefix = f"{GROUP}{group}:{order[0]}" if group else INDEX
         low, high = _bounds(prefix, order, start, stop)
         if from_sentinel:
-            rows = list(
-                islice(self.query(INDEX + SENTINEL, high, limit + 2, ["RowKey", "id"], True), limit + 2)
-            )
-            if not rows or rows[0]["RowKey"] != INDEX + SENTINEL:
-                raise OwnerGone()
-            found = rows[1:]
+            query = self.query(INDEX + SENTINEL, high, limit + 2, select=["RowKey", "id"], inclusive=True)
+            index = _past_sentinel(query, INDEX + SENTINEL)
         else:
-            index = self.query(low, high, limit + 1, select=["RowKey", "id"])
-            # islice: reading on would fetch every further page of the index, not just this one.
-            found = list(islice(index, limit + 1))
+            index = iter(self.query(low, high, limit + 1, select=["RowKey", "id"]))
+        # islice: reading on would fetch every further page of the index, not just this one.
+        found = list(islice(index, limit + 1))
         more = len(found) > limit
         found = found[:limit]
         if not found:
@@ -201,17 +197,14 @@ class Collection(Partition):
         self, low: str, high: str, limit: int, inclusive: bool = False, sentinel: str | None = None
     ) -> tuple[list[tuple[str, bytes]], bool]:
         """Up to `limit` (key, document) pairs from the data rows in the range, newest first,
-        and whether another object follows them. With `sentinel`, the range starts at that row,
-        which must be there (else OwnerGone)."""
+        and whether another object follows them. With `sentinel`, the range starts at that row
+        instead of `low`, and the row must be there (else OwnerGone)."""
         objects: list[tuple[str, bytes]] = []
         rows: list[Mapping[str, Any]] = []
-        query = self.query(
-            low, high, limit + 2 if sentinel else limit + 1, inclusive=inclusive or bool(sentinel)
-        )
         if sentinel:
-            query = iter(query)
-            if next((row["RowKey"] for row in query), None) != sentinel:
-                raise OwnerGone()
+            query = _past_sentinel(self.query(sentinel, high, limit + 2, inclusive=True), sentinel)
+        else:
+            query = iter(self.query(low, high, limit + 1, inclusive=inclusive))
         for row in query:
             if PART_SEPARATOR not in row["RowKey"]:
                 objects += self._whole(rows)
@@ -229,6 +222,15 @@ class Collection(Partition):
         object_id = rows[0]["id"]
         record = assembled(rows) or self.read_document(data_key(object_id), object_id)  # raced a writer
         return [(ids.sort_key(object_id), record.document)] if record else []
+
+
+def _past_sentinel(rows: Iterable[TableEntity], sentinel: str) -> Iterator[TableEntity]:
+    """The rows after the first, which must be the owner's sentinel (else OwnerGone)."""
+    remaining = iter(rows)
+    first = next(remaining, None)
+    if first is None or first["RowKey"] != sentinel:
+        raise OwnerGone()
+    return remaining
 
 
 def _bounds(prefix: str, order: Order, start: str | None, stop: str | None) -> tuple[str, str]:
