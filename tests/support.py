@@ -321,15 +321,21 @@ class FaultyProxy:
             sink.shutdown(socket.SHUT_RDWR)
 
 
-def in_process_service(
+def in_process_store(
     storage: str, table_prefix: str | None = None, meter: StorageMeter | None = None
-) -> Any:
-    """The service itself, in this process, on real storage: another instance beside a dev host
-    (same `table_prefix`), or one of its own (a fresh prefix); `meter` counts its requests."""
-
+) -> Store:
+    """The storage layer, in this process, on real storage: beside a dev host (same
+    `table_prefix`), or on tables of its own (a fresh prefix); `meter` counts its requests."""
     settings = Settings(
         api_keys=(b"unused",),
         storage_connection_string=storage,
         table_prefix=table_prefix or "t" + secrets.token_hex(4),
     )
-    return Service(Store(settings, observe=meter))
+    return Store(settings, observe=meter)
+
+
+def in_process_service(
+    storage: str, table_prefix: str | None = None, meter: StorageMeter | None = None
+) -> Service:
+    """The service itself, in this process, on a store from `in_process_store`."""
+    return Service(in_process_store(storage, table_prefix, meter))

@@ -81,16 +81,19 @@ class Threads:
         """Write a new version, only if the thread is still at `current` (else ConcurrentUpdate)."""
         Partition(self._table, thread_id).replace_document(THREAD, thread_id, current, document)
 
-    def add_message(self, thread: Record, message_id: str, document: bytes) -> None:
+    def add_message(
+        self, thread: Record, message_id: str, document: bytes, run_id: str | None = None
+    ) -> None:
         """Add the message numbered `next_message(thread)`, only if the thread is still at
-        `thread` (else ConcurrentUpdate: read the thread again and renumber)."""
+        `thread` (else ConcurrentUpdate: read the thread again and renumber). A run's message
+        is also indexed under the run, for the `run_id` filter."""
         thread_id = thread.first["id"]
         collection = self.messages(thread_id)
         bump = collection.row(THREAD, next=next_message(thread) + 1)
         collection.submit(
             [
                 (TransactionOperation.UPDATE, bump, {"mode": "merge", **unchanged_since(thread)}),
-                *collection.insert_operations(message_id, document),
+                *collection.insert_operations(message_id, document, group=run_id),
             ]
         )
 
