@@ -182,6 +182,15 @@ class Partition:
             rows.append(row)
         return rows
 
+    def has_row(self, row_key: str) -> bool:
+        """Whether the row exists (a point read of its key alone)."""
+        with translated_errors(self.table):
+            try:
+                self.table.get_entity(self.partition, row_key, select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
+        return True
+
     def read_document(self, first_key: str, object_id: str) -> Record | None:
         """The document whose first row is `first_key`, if it belongs to `object_id`."""
         with translated_errors(self.table):

@@ -28,7 +28,6 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TransactionOperation
 
 from .collection import Collection
@@ -108,12 +107,7 @@ class Threads:
         return Collection(self._table, thread_id, guard=guard, owner_exists=lambda: self._exists(thread_id))
 
     def _exists(self, thread_id: str) -> bool:
-        with translated_errors(self._table):
-            try:
-                self._table.get_entity(thread_id, THREAD, select=["RowKey"])
-            except ResourceNotFoundError:
-                return False
-        return True
+        return Partition(self._table, thread_id).has_row(THREAD)
 
     def delete(self, thread_id: str) -> bool:
         """Delete a thread and everything in it; False if there was no such thread. Raises
@@ -135,7 +129,7 @@ class Threads:
                     (TransactionOperation.UPSERT, partition.row(DELETING, id=thread_id)),
                 ]
             )
-        elif not _being_deleted(partition):
+        elif not partition.has_row(DELETING):
             return False
         _purge(partition)
         return True
@@ -153,15 +147,6 @@ class Threads:
 def next_message(thread: Record) -> int:
     """The sequence number the thread's next message takes."""
     return int(thread.first["next"])
-
-
-def _being_deleted(partition: Partition) -> bool:
-    with translated_errors(partition.table):
-        try:
-            partition.table.get_entity(partition.partition, DELETING, select=["RowKey"])
-        except ResourceNotFoundError:
-            return False
-    return True
 
 
 def _purge(partition: Partition) -> None:
