@@ -1,10 +1,13 @@
 """The API's table of contents: one HTTP function per endpoint, each handing over to assistants_core.
 
 Routes sit under the `openai` prefix set in host.json. Functions' own keys are off (ANONYMOUS):
-the API key is checked in code, the way Azure OpenAI clients send it.
+the API key is checked in code, the way Azure OpenAI clients send it. The functions use the
+HTTP-streams types (FastAPI's Request and Response) and are async, so that a body is awaited
+and a response may stream; the work itself runs off the event loop (assistants_core.http).
 """
 
 import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response
 
 from assistants_core import endpoints
 from assistants_core.http import Api
@@ -15,75 +18,137 @@ api = Api.from_environment()  # refuses to start without API keys and storage se
 
 
 @app.route(route="assistants", methods=["POST"])
-def create_assistant(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.create_assistant)
+async def create_assistant(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_assistant)
 
 
 @app.route(route="assistants", methods=["GET"])
-def list_assistants(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.list_assistants)
+async def list_assistants(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_assistants)
 
 
 @app.route(route="assistants/{assistant_id}", methods=["GET"])
-def retrieve_assistant(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.retrieve_assistant)
+async def retrieve_assistant(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_assistant)
 
 
 @app.route(route="assistants/{assistant_id}", methods=["POST"])
-def modify_assistant(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.modify_assistant)
+async def modify_assistant(req: Request) -> Response:
+    return await api.handle(req, endpoints.modify_assistant)
 
 
 @app.route(route="assistants/{assistant_id}", methods=["DELETE"])
-def delete_assistant(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.delete_assistant)
+async def delete_assistant(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_assistant)
 
 
 @app.route(route="threads", methods=["POST"])
-def create_thread(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.create_thread)
+async def create_thread(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_thread)
 
 
 @app.route(route="threads/{thread_id}", methods=["GET"])
-def retrieve_thread(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.retrieve_thread)
+async def retrieve_thread(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_thread)
 
 
 @app.route(route="threads/{thread_id}", methods=["POST"])
-def modify_thread(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.modify_thread)
+async def modify_thread(req: Request) -> Response:
+    return await api.handle(req, endpoints.modify_thread)
 
 
 @app.route(route="threads/{thread_id}", methods=["DELETE"])
-def delete_thread(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.delete_thread)
+async def delete_thread(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_thread)
 
 
 @app.route(route="threads/{thread_id}/messages", methods=["POST"])
-def create_message(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.create_message)
+async def create_message(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_message)
 
 
 @app.route(route="threads/{thread_id}/messages", methods=["GET"])
-def list_messages(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.list_messages)
+async def list_messages(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_messages)
 
 
 @app.route(route="threads/{thread_id}/messages/{message_id}", methods=["GET"])
-def retrieve_message(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.retrieve_message)
+async def retrieve_message(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_message)
 
 
 @app.route(route="threads/{thread_id}/messages/{message_id}", methods=["POST"])
-def modify_message(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.modify_message)
+async def modify_message(req: Request) -> Response:
+    return await api.handle(req, endpoints.modify_message)
 
 
 @app.route(route="threads/{thread_id}/messages/{message_id}", methods=["DELETE"])
-def delete_message(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle(req, endpoints.delete_message)
+async def delete_message(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_message)
+
+
+@app.route(route="threads/{thread_id}/runs", methods=["POST"])
+async def create_run(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_run)
+
+
+@app.route(route="threads/runs", methods=["POST"])
+async def create_thread_and_run(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_thread_and_run)
+
+
+@app.route(route="threads/{thread_id}/runs", methods=["GET"])
+async def list_runs(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_runs)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}", methods=["GET"])
+async def retrieve_run(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_run)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}", methods=["POST"])
+async def modify_run(req: Request) -> Response:
+    return await api.handle(req, endpoints.modify_run)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}/submit_tool_outputs", methods=["POST"])
+async def submit_tool_outputs(req: Request) -> Response:
+    return await api.handle(req, endpoints.submit_tool_outputs)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}/cancel", methods=["POST"])
+async def cancel_run(req: Request) -> Response:
+    return await api.handle(req, endpoints.cancel_run)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}/steps", methods=["GET"])
+async def list_run_steps(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_run_steps)
+
+
+@app.route(route="threads/{thread_id}/runs/{run_id}/steps/{step_id}", methods=["GET"])
+async def retrieve_run_step(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_run_step)
+
+
+# --- background work -------------------------------------------------------------------------
+
+
+@app.queue_trigger(
+    arg_name="message",
+    queue_name="%ASSISTANTS_RUNS_QUEUE%",
+    connection="ASSISTANTS_STORAGE_CONNECTION_STRING",
+)
+def execute_run(message: func.QueueMessage) -> None:
+    api.worker.execute(message.get_body(), message.dequeue_count)
+
+
+@app.timer_trigger(schedule="*/15 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+def sweep_runs(timer: func.TimerRequest) -> None:
+    api.worker.sweep()
 
 
 @app.route(route="{*path}", methods=ALL_METHODS)
-def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
-    return api.handle_unmatched(req, app)
+async def unmatched_route(req: Request) -> Response:
+    return await api.handle_unmatched(req, app)

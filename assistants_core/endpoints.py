@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import ids
+from .errors import InvalidRequest
 from .http import Call
 from .models import (
     Assistant,
@@ -18,7 +19,19 @@ from .models import (
     Thread,
     ThreadDeleted,
 )
+from .models.run import (
+    CreateRunRequest,
+    CreateThreadAndRunRequest,
+    ModifyRunRequest,
+    Run,
+    RunStep,
+    SubmitToolOutputsRequest,
+)
 from .pagination import ListPage, ListQuery, id_param
+from .runs import POLL_AFTER_MS
+
+# The one `include[]` value there is: file_search results' content (no file_search here yet).
+INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
 
 # --- assistants ------------------------------------------------------------------------------
 
@@ -72,7 +85,7 @@ def create_message(call: Call) -> Message:
 
 def list_messages(call: Call) -> ListPage[Message]:
     query = ListQuery.from_params(call.params, ids.MESSAGE)
-    run_id = id_param(call.params, "run_id", ids.RUN)
+    run_id = id_param(call.params, "run_id", ids.RUN, foreign=True)
     return call.service.list_messages(call.path("thread_id"), query, run_id)
 
 
@@ -87,3 +100,61 @@ def modify_message(call: Call) -> Message:
 
 def delete_message(call: Call) -> MessageDeleted:
     return call.service.delete_message(call.path("thread_id"), call.path("message_id"))
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def create_run(call: Call) -> Run:
+    _include(call)
+    return call.service.runs.create(call.path("thread_id"), CreateRunRequest.parse(call.json()))
+
+
+def create_thread_and_run(call: Call) -> Run:
+    return call.service.runs.create_thread_and_run(CreateThreadAndRunRequest.parse(call.json()))
+
+
+def list_runs(call: Call) -> ListPage[Run]:
+    return call.service.runs.list(call.path("thread_id"), ListQuery.from_params(call.params, ids.RUN))
+
+
+def retrieve_run(call: Call) -> Run:
+    run = call.service.runs.retrieve(call.path("thread_id"), call.path("run_id"))
+    if run.is_active:  # steers the SDKs' polling helpers (Python polls every 1 s, JS every 5 s)
+        call.response_headers["openai-poll-after-ms"] = str(POLL_AFTER_MS)
+    return run
+
+
+def modify_run(call: Call) -> Run:
+    request = ModifyRunRequest.parse(call.json())
+    return call.service.runs.modify(call.path("thread_id"), call.path("run_id"), request)
+
+
+def submit_tool_outputs(call: Call) -> Run:
+    request = SubmitToolOutputsRequest.parse(call.json())
+    return call.service.runs.submit_tool_outputs(call.path("thread_id"), call.path("run_id"), request)
+
+
+def cancel_run(call: Call) -> Run:
+    return call.service.runs.cancel(call.path("thread_id"), call.path("run_id"))
+
+
+def list_run_steps(call: Call) -> ListPage[RunStep]:
+    _include(call)
+    query = ListQuery.from_params(call.params, ids.STEP)
+    return call.service.runs.list_steps(call.path("thread_id"), call.path("run_id"), query)
+
+
+def retrieve_run_step(call: Call) -> RunStep:
+    _include(call)
+    return call.service.runs.retrieve_step(call.path("thread_id"), call.path("run_id"), call.path("step_id"))
+
+
+def _include(call: Call) -> None:
+    for value in call.param_values("include[]"):
+        if value not in INCLUDABLE:
+            raise InvalidRequest(
+                f"Invalid value for 'include[]': {value!r}. Supported values are: {sorted(INCLUDABLE)}.",
+                param="include[]",
+                code="invalid_value",
+            )

@@ -1,7 +1,16 @@
-"""The HTTP edge: auth, api-version, body parsing, the one error renderer, request ids and logs."""
+"""The HTTP edge: auth, api-version, body parsing, the one error renderer, request ids and logs.
+
+The only module that knows the web framework: the Functions HTTP-streams extension hands every
+HTTP function FastAPI's `Request` and takes back its `Response`. Endpoints see a `Call`, made of
+plain values, and run on a thread pool (`run_blocking`), since storage calls block and the event
+loop must stay free for other requests and streams.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import hmac
 import json
 import logging
@@ -9,13 +18,15 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
-from urllib.parse import urlsplit
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
-import azure.functions as func
+from fastapi import Request, Response  # what the HTTP-streams extension hands over and takes back
 from pydantic import BaseModel
 
 from . import routing, telemetry
+from .backend import ModelBackend
 from .errors import (
     ApiError,
     InternalError,
@@ -30,6 +41,7 @@ from .errors import (
 from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store
+from .worker import Worker
 
 log = logging.getLogger(telemetry.LOGGER)
 
@@ -48,25 +60,50 @@ API_VERSIONS = frozenset(
 )
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+# Storage calls are I/O: threads spend their time waiting, so there are many more of them than
+# cores. Enough for every request in flight at Flex's per-instance HTTP concurrency, and more.
+BLOCKING_THREADS = 64
+
+_blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="blocking")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
+async def run_blocking(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`function` on the edge's thread pool, in the caller's context (so that its spans nest
+    under the request's)."""
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, function, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_blocking, call)
+
+
+@dataclass(frozen=True)
 class Call:
-    """One request as an endpoint sees it."""
+    """One request as an endpoint sees it: plain values, no web framework."""
 
-    def __init__(self, request: func.HttpRequest, service: Service) -> None:
-        self.request = request
-        self.service = service
+    service: Service
+    query: tuple[tuple[str, str], ...] = ()
+    route: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    response_headers: dict[str, str] = field(default_factory=dict)  # what the endpoint adds
 
     @property
     def params(self) -> Mapping[str, str]:
-        return cast(Mapping[str, str], self.request.params)
+        """The query parameters; a repeated one by its first value."""
+        params: dict[str, str] = {}
+        for name, value in self.query:
+            params.setdefault(name, value)
+        return params
+
+    def param_values(self, name: str) -> list[str]:
+        return [value for key, value in self.query if key == name]
 
     def path(self, name: str) -> str:
-        return str(self.request.route_params[name])
+        return self.route[name]
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is an empty object."""
-        raw = self.request.get_body() or b""
+        raw = self.body
         if not raw.strip():
             return {}
         try:
@@ -101,7 +138,12 @@ class Api:
 
     def __init__(self, settings: Settings) -> None:
         self._keys = settings.api_keys
-        self._service = Service(Store(settings))
+        store = Store(settings)
+        backend = (
+            ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
+        )
+        self._service = Service(store, backend)
+        self.worker = Worker(store, self._service.runs)
 
     @classmethod
     def from_environment(cls) -> Api:
@@ -111,13 +153,16 @@ class Api:
         telemetry.configure()
         return api
 
-    def handle(self, request: func.HttpRequest, endpoint: Endpoint) -> func.HttpResponse:
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         request_id = "req_" + secrets.token_hex(16)
         telemetry.tag_request(request_id)
         started = time.perf_counter()
         try:
             self._admit(request)
-            response = _json_response(200, endpoint(Call(request, self._service)).model_dump_json().encode())
+            query = tuple(request.query_params.multi_items())
+            call = Call(self._service, query, dict(request.path_params), await _body(request))
+            result = await run_blocking(endpoint, call)
+            response = _json_response(200, result.model_dump_json().encode(), call.response_headers)
         except ApiError as error:
             response = _error_response(error)
         except StorageUnavailable:
@@ -130,37 +175,34 @@ class Api:
         log.info(
             "%s %s -> %d in %.1f ms request_id=%s",
             request.method,
-            urlsplit(request.url).path,
+            request.url.path,
             response.status_code,
             (time.perf_counter() - started) * 1000,
             request_id,
         )
         return response
 
-    def handle_unmatched(self, request: func.HttpRequest, app: routing.FunctionApp) -> func.HttpResponse:
+    async def handle_unmatched(self, request: Request, app: routing.FunctionApp) -> Response:
         """For the catch-all route: a JSON 405 where the path exists with other methods, else 404."""
         routes = [r for r in app.http_routes if not r.is_catch_all]
-        path = request.route_params.get("path", "")
+        path = str(request.path_params.get("path", ""))
         allowed = sorted({m for route, _ in routing.matching(routes, path) for m in route.methods})
+        where = f"({request.method} {request.url.path})"
 
         def unmatched(call: Call) -> BaseModel:
-            where = f"({request.method} {urlsplit(request.url).path})"
             if allowed:
                 raise MethodNotAllowed(f"Method not allowed {where}.", allowed=allowed)
             raise NotFound(f"Invalid URL {where}.")
 
-        return self.handle(request, unmatched)
+        return await self.handle(request, unmatched)
 
-    def _admit(self, request: func.HttpRequest) -> None:
+    def _admit(self, request: Request) -> None:
+        """Key and api-version: checked before the body is read."""
         if not (self._is_key(request.headers.get("api-key")) or self._is_key(_bearer(request))):
             raise Unauthorized()
-        version = request.params.get("api-version")
+        version = request.query_params.get("api-version")
         if version is not None and version not in API_VERSIONS:
             raise UnsupportedApiVersion()
-        if len(request.get_body() or b"") > MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"The request body is larger than this service's limit of {MAX_BODY_BYTES:,} bytes."
-            )
 
     def _is_key(self, candidate: str | None) -> bool:
         if not candidate:
@@ -173,20 +215,39 @@ class Api:
         return matched
 
 
-def _bearer(request: func.HttpRequest) -> str | None:
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than this service's limit of {MAX_BODY_BYTES:,} bytes."
+    )
+
+
+async def _body(request: Request) -> bytes:
+    """The whole body, however many chunks it arrives in; a 413 as soon as it passes the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _bearer(request: Request) -> str | None:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        body=body,
-        status_code=status,
-        headers={"Content-Type": "application/json", **(headers or {})},
+def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        content=body, status_code=status, headers=dict(headers or {}), media_type="application/json"
     )
 
 
-def _error_response(error: ApiError) -> func.HttpResponse:
+def _error_response(error: ApiError) -> Response:
     """The one place an error becomes a response."""
     return _json_response(error.status, json.dumps(error.body()).encode(), error.headers())
 

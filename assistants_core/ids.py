@@ -26,6 +26,8 @@ ASSISTANT = "asst"
 THREAD = "thread"
 MESSAGE = "msg"
 RUN = "run"
+STEP = "step"
+CALL = "call"
 _SEQUENCE_DIGITS = 8  # 62**8 messages in one thread
 
 
@@ -63,6 +65,11 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
+def random_id(prefix: str) -> str:
+    """An id with no order to it (a tool call the model gave no id)."""
+    return f"{prefix}_{_random(BODY_LENGTH)}"
+
+
 def new_id(prefix: str) -> tuple[str, int]:
     """A fresh id and its creation time in Unix seconds."""
     micros = clock.tick()
@@ -81,6 +88,16 @@ def is_valid(prefix: str, value: str) -> bool:
     """Whether `value` has the exact shape of an id with this prefix (checked before any storage use)."""
     head, _, body = value.partition("_")
     return head == prefix and _BODY.fullmatch(body) is not None
+
+
+_ANY_BODY = re.compile(r"[0-9A-Za-z]{1,64}")
+
+
+def is_well_formed(prefix: str, value: str) -> bool:
+    """Whether `value` looks like an id of this kind from any Assistants API (`run_abc123`), so
+    that a filter by it answers a list, empty for an id this service never made."""
+    head, _, body = value.partition("_")
+    return head == prefix and _ANY_BODY.fullmatch(body) is not None
 
 
 def sort_key(value: str) -> str:

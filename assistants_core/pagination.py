@@ -67,12 +67,13 @@ def _order(raw: str | None) -> Order:
     )
 
 
-def id_param(params: Mapping[str, str], name: str, id_prefix: str) -> str | None:
-    """An optional query parameter that must be an id of one kind (a cursor, a filter)."""
+def id_param(params: Mapping[str, str], name: str, id_prefix: str, foreign: bool = False) -> str | None:
+    """An optional query parameter that must be an id of one kind (a cursor, a filter); a
+    `foreign` one may also be any well-formed id of that kind, this service's or not."""
     raw = params.get(name)
     if raw is None:
         return None
-    if not ids.is_valid(id_prefix, raw):
+    if not (ids.is_well_formed(id_prefix, raw) if foreign else ids.is_valid(id_prefix, raw)):
         raise InvalidRequest(
             f"Invalid '{name}': expected an id of the form '{id_prefix}_...' as returned by this API.",
             param=name,

@@ -7,13 +7,12 @@ redo the change, so concurrent writers never lose each other's fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 from . import ids
-from .errors import InvalidRequest, NotFound
+from .backend import ModelBackend
+from .documents import document, optimistically
+from .errors import NotFound
+from .executor import Executor
 from .models import (
-    ApiObject,
     Assistant,
     AssistantDeleted,
     CreateAssistantRequest,
@@ -28,14 +27,14 @@ from .models import (
     ThreadDeleted,
 )
 from .pagination import ListPage, ListQuery
-from .storage import MAX_DOCUMENT_BYTES, Collection, ConcurrentUpdate, OwnerGone, Record, Store, next_message
-
-T = TypeVar("T")
+from .runs import Runs
+from .storage import Collection, OwnerGone, Record, Store, next_message
 
 
 class Service:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
+        self.runs = Runs(store, Executor(store, backend), self)
 
     # --- assistants -------------------------------------------------------------------------
 
@@ -43,7 +42,7 @@ class Service:
         assistant_id, created_at = ids.new_id(ids.ASSISTANT)
         assistant = Assistant(id=assistant_id, created_at=created_at, model=request.model)
         assistant = assistant.with_changes(request.given())
-        self._store.assistants().insert(assistant.id, _document(assistant, request.given()))
+        self._store.assistants().insert(assistant.id, document(assistant, request.given()))
         return assistant
 
     def list_assistants(self, query: ListQuery) -> ListPage[Assistant]:
@@ -53,25 +52,25 @@ class Service:
         return ListPage[Assistant].of([Assistant.model_validate_json(d) for d in documents], has_more)
 
     def retrieve_assistant(self, assistant_id: str) -> Assistant:
-        return Assistant.model_validate_json(self._assistant(assistant_id).document)
+        return Assistant.model_validate_json(self.assistant_record(assistant_id).document)
 
     def modify_assistant(self, assistant_id: str, request: ModifyAssistantRequest) -> Assistant:
         def attempt() -> Assistant:
-            record = self._assistant(assistant_id)
+            record = self.assistant_record(assistant_id)
             assistant = Assistant.model_validate_json(record.document).with_changes(request.given())
-            self._store.assistants().replace(assistant_id, record, _document(assistant, request.given()))
+            self._store.assistants().replace(assistant_id, record, document(assistant, request.given()))
             return assistant
 
-        return _optimistically(attempt)
+        return optimistically(attempt)
 
     def delete_assistant(self, assistant_id: str) -> AssistantDeleted:
         def attempt() -> AssistantDeleted:
-            self._store.assistants().delete(assistant_id, self._assistant(assistant_id))
+            self._store.assistants().delete(assistant_id, self.assistant_record(assistant_id))
             return AssistantDeleted(id=assistant_id)
 
-        return _optimistically(attempt)
+        return optimistically(attempt)
 
-    def _assistant(self, assistant_id: str) -> Record:
+    def assistant_record(self, assistant_id: str) -> Record:
         record = (
             self._store.assistants().get(assistant_id) if ids.is_valid(ids.ASSISTANT, assistant_id) else None
         )
@@ -87,21 +86,21 @@ class Service:
         messages = []
         for number, body in enumerate(request.messages or []):
             message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
-            messages.append((message.id, _document(message, body.given(), f"messages[{number}]")))
-        self._store.threads().create(thread_id, _document(thread, request.thread_fields()), messages)
+            messages.append((message.id, document(message, body.given(), f"messages[{number}]")))
+        self._store.threads().create(thread_id, document(thread, request.thread_fields()), messages)
         return thread
 
     def retrieve_thread(self, thread_id: str) -> Thread:
-        return Thread.model_validate_json(self._thread(thread_id).document)
+        return Thread.model_validate_json(self.thread_record(thread_id).document)
 
     def modify_thread(self, thread_id: str, request: ModifyThreadRequest) -> Thread:
         def attempt() -> Thread:
-            record = self._thread(thread_id)
+            record = self.thread_record(thread_id)
             thread = Thread.model_validate_json(record.document).with_changes(request.given())
-            self._store.threads().replace(thread_id, record, _document(thread, request.given()))
+            self._store.threads().replace(thread_id, record, document(thread, request.given()))
             return thread
 
-        return _optimistically(attempt)
+        return optimistically(attempt)
 
     def delete_thread(self, thread_id: str) -> ThreadDeleted:
         def attempt() -> ThreadDeleted:
@@ -109,9 +108,9 @@ class Service:
                 raise NotFound.object("thread", thread_id)
             return ThreadDeleted(id=thread_id)
 
-        return _optimistically(attempt)
+        return optimistically(attempt)
 
-    def _thread(self, thread_id: str) -> Record:
+    def thread_record(self, thread_id: str) -> Record:
         record = self._store.threads().get(thread_id) if ids.is_valid(ids.THREAD, thread_id) else None
         if record is None:
             raise NotFound.object("thread", thread_id)
@@ -121,13 +120,16 @@ class Service:
 
     def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
         def attempt() -> Message:  # a conflict means another message took this number
-            thread = self._thread(thread_id)
+            thread = self.thread_record(thread_id)
+            self.runs.check_unlocked(
+                thread, lambda run_id: f"Can't add messages to {thread_id} while a run {run_id} is active."
+            )
             message_id = ids.sequential_id(ids.MESSAGE, next_message(thread))
             message = request.to_message(message_id, thread_id, ids.unix_seconds())
-            self._store.threads().add_message(thread, message_id, _document(message, request.given()))
+            self._store.threads().add_message(thread, message_id, document(message, request.given()))
             return message
 
-        return _optimistically(attempt)
+        return optimistically(attempt)
 
     def list_messages(self, thread_id: str, query: ListQuery, run_id: str | None) -> ListPage[Message]:
         if not ids.is_valid(ids.THREAD, thread_id):
@@ -147,18 +149,18 @@ class Service:
         def attempt() -> Message:
             record = self._message(thread_id, message_id, for_write=True)
             message = Message.model_validate_json(record.document).with_changes(request.given())
-            self._messages(thread_id).replace(message_id, record, _document(message, request.given()))
+            self._messages(thread_id).replace(message_id, record, document(message, request.given()))
             return message
 
         # A message write's guard fails for good once its thread is gone: that is a 404.
-        return _optimistically(attempt, on_conflict=lambda: self._thread(thread_id))
+        return optimistically(attempt, on_conflict=lambda: self.thread_record(thread_id))
 
     def delete_message(self, thread_id: str, message_id: str) -> MessageDeleted:
         def attempt() -> MessageDeleted:
             self._messages(thread_id).delete(message_id, self._message(thread_id, message_id, for_write=True))
             return MessageDeleted(id=message_id)
 
-        return _optimistically(attempt, on_conflict=lambda: self._thread(thread_id))
+        return optimistically(attempt, on_conflict=lambda: self.thread_record(thread_id))
 
     def _messages(self, thread_id: str) -> Collection:
         return self._store.threads().messages(thread_id)
@@ -169,7 +171,7 @@ class Service:
         if not ids.is_valid(ids.THREAD, thread_id):
             raise NotFound.object("thread", thread_id)
         if not ids.is_valid(ids.MESSAGE, message_id):
-            self._thread(thread_id)
+            self.thread_record(thread_id)
             raise NotFound.object("message", message_id)
         try:
             record = self._messages(thread_id).get(message_id, for_write=for_write)
@@ -177,32 +179,6 @@ class Service:
             raise NotFound.object("thread", thread_id) from None
         if record is None:
             if for_write:
-                self._thread(thread_id)
+                self.thread_record(thread_id)
             raise NotFound.object("message", message_id)
         return record
-
-
-def _optimistically(attempt: Callable[[], T], on_conflict: Callable[[], object] | None = None) -> T:
-    """Run a read-then-conditional-write until no other write got in between."""
-    while True:
-        try:
-            return attempt()
-        except ConcurrentUpdate:
-            if on_conflict is not None:
-                on_conflict()
-
-
-def _document(obj: ApiObject, fields: dict[str, Any], within: str = "") -> bytes:
-    """The object as stored, or a 400 naming the largest field given if it is too large to store."""
-    document = obj.model_dump_json().encode()
-    if len(document) > MAX_DOCUMENT_BYTES:
-        largest = max(fields, key=lambda name: len(repr(fields[name])), default=None)
-        param = ".".join(p for p in (within, largest) if p) or None
-        kind = type(obj).__name__.lower()
-        raise InvalidRequest(
-            f"The {kind} is too large to store: it takes {len(document):,} bytes as JSON, and this "
-            f"service stores at most {MAX_DOCUMENT_BYTES:,} bytes per object.",
-            param=param,
-            code="object_too_large",
-        )
-    return document

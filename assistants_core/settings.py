@@ -11,9 +11,17 @@ API_KEYS = "ASSISTANTS_API_KEYS"
 STORAGE_CONNECTION_STRING = "ASSISTANTS_STORAGE_CONNECTION_STRING"
 STORAGE_ACCOUNT_URL = "ASSISTANTS_STORAGE_ACCOUNT_URL"
 TABLE_PREFIX = "ASSISTANTS_TABLE_PREFIX"
+RUNS_QUEUE = "ASSISTANTS_RUNS_QUEUE"
+# The queue trigger's connection is named after the storage setting, so that locally the one
+# connection string serves tables and queues; in Azure the identity-based form applies.
+QUEUE_SERVICE_URL = STORAGE_CONNECTION_STRING + "__queueServiceUri"
+MODEL_BASE_URL = "ASSISTANTS_MODEL_BASE_URL"
+MODEL_API_KEY = "ASSISTANTS_MODEL_API_KEY"
+RUN_EXPIRY_SECONDS = "ASSISTANTS_RUN_EXPIRY_SECONDS"
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,50}")
+_QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
 class ConfigurationError(RuntimeError):
@@ -29,6 +37,11 @@ class Settings:
     storage_connection_string: str | None = None
     storage_account_url: str | None = None
     table_prefix: str = ""
+    runs_queue: str = "runs"
+    queue_service_url: str | None = None
+    model_base_url: str | None = None
+    model_api_key: str | None = None
+    run_expiry_seconds: int = 600
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,9 +70,23 @@ class Settings:
             raise ConfigurationError(
                 f"{TABLE_PREFIX} must be 1-51 letters or digits starting with a letter, got {prefix!r}."
             )
+        queue = env.get(RUNS_QUEUE, "").strip() or "runs"
+        if not _QUEUE_NAME.fullmatch(queue):
+            raise ConfigurationError(
+                f"{RUNS_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
+                f"hyphens), got {queue!r}."
+            )
+        expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"
+        if not expiry.isdigit() or not 1 <= int(expiry) <= 600:
+            raise ConfigurationError(f"{RUN_EXPIRY_SECONDS} must be a number of seconds from 1 to 600.")
         return cls(
             api_keys=keys,
             storage_connection_string=connection_string,
             storage_account_url=account_url,
             table_prefix=prefix,
+            runs_queue=queue,
+            queue_service_url=env.get(QUEUE_SERVICE_URL, "").strip() or None,
+            model_base_url=env.get(MODEL_BASE_URL, "").strip() or None,
+            model_api_key=env.get(MODEL_API_KEY, "").strip() or None,
+            run_expiry_seconds=int(expiry),
         )

@@ -1,30 +1,39 @@
-"""A small stand-in for the Azure Functions host, for machines where Core Tools cannot be installed.
+"""A small stand-in for the Azure Functions host and its Python worker, for machines where Core
+Tools cannot be installed.
 
-It serves any v2-programming-model `FunctionApp` the way the host does for HTTP triggers: the route
-prefix from host.json, each function's route template and methods (literal routes before
-parameterised ones, catch-alls last), an `azure.functions.HttpRequest` in and an `HttpResponse`
-out, concurrent requests on threads. It is not part of the service; Core Tools and Azure run the
-same app without it.
+It serves a v2-programming-model `FunctionApp` the way the host and the worker do with HTTP
+streams on: uvicorn on one asyncio loop (the worker's own stack), HTTP functions by their route
+templates under host.json's route prefix (see http.py), queue triggers against the storage
+queue service (queues.py) and timer triggers on their NCRONTAB schedules (timers.py). Coroutine
+functions run on the loop; plain functions on a thread pool, as the worker runs them. Like Core
+Tools, it runs a non-HTTP function on demand: `POST /admin/functions/<name>` with
+`{"input": "..."}` answers 202. It is not part of the service; Core Tools and Azure run the same
+app without it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Protocol
 
 import azure.functions as func
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
-from assistants_core.routing import Route, matching, routes_of
+from devhost.http import http_app
 
 log = logging.getLogger("devhost")
 
-MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+LOOP_PROBE_SECONDS = 0.05
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -39,157 +48,124 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> dict[
     return values
 
 
+def host_json(root: Path) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads((root / "host.json").read_text())
+    return value
+
+
 def route_prefix(root: Path) -> str:
-    host = json.loads((root / "host.json").read_text())
-    prefix: str = host.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    prefix: str = host_json(root).get("extensions", {}).get("http", {}).get("routePrefix", "api")
     return prefix.strip("/")
 
 
-class FunctionsRouter:
-    """Finds the function for a request and calls it, as the host would."""
+class Trigger(Protocol):
+    """A non-HTTP trigger: `run` listens until cancelled; `fire` runs the function once now, with
+    `text` as its input, as Core Tools' admin endpoint does."""
 
-    def __init__(self, app: func.FunctionApp, prefix: str) -> None:
-        self._prefix = prefix
+    async def run(self) -> None: ...
+
+    async def fire(self, text: str) -> None: ...
+
+
+class Invoker:
+    """Calls a function as the worker does: a coroutine function on the loop, any other on the
+    worker's thread pool (PYTHON_THREADPOOL_THREAD_COUNT threads, else Python's default)."""
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        count = settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
+        self._pool = ThreadPoolExecutor(int(count) if count.isdigit() else None, thread_name_prefix="worker")
+
+    async def __call__(self, function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(function):
+            return await function(**arguments)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: function(**arguments))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class LoopLag:
+    """How late the loop wakes a task that asked to sleep `LOOP_PROBE_SECONDS`: a blocked loop
+    shows here. `GET /admin/devhost/loop` reports it (and `?reset=1` starts afresh)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LOOP_PROBE_SECONDS)
+            self.samples.append(max(0.0, loop.time() - started - LOOP_PROBE_SECONDS))
+            del self.samples[:-100_000]
+
+    def report(self) -> dict[str, float | int]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {"samples": 0}
+
+        def at(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {"samples": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+
+class FunctionsHost:
+    def __init__(self, app: func.FunctionApp, root: Path, settings: Mapping[str, str]) -> None:
+        from devhost.queues import queue_triggers
+        from devhost.timers import timer_triggers
+
         functions = app.get_functions()  # once: like the worker's indexing, it can run only once
-        self._routes = routes_of(functions)
-        self._functions: dict[str, Callable[[func.HttpRequest], func.HttpResponse]] = {
-            f.get_function_name() or "": f.get_user_function() for f in functions
+        self.invoke = Invoker(settings)
+        self.lag = LoopLag()
+        self.triggers: dict[str, Trigger] = {
+            **queue_triggers(functions, settings, host_json(root), self.invoke),
+            **timer_triggers(functions, settings, self.invoke),
         }
+        self.app: FastAPI = http_app(functions, route_prefix(root), self.invoke, self._admin)
 
-    def dispatch(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> func.HttpResponse:
-        parts = urlsplit(url)
-        path = parts.path.lstrip("/")
-        if self._prefix:
-            if path != self._prefix and not path.startswith(self._prefix + "/"):
-                return _not_found(method, parts.path)
-            path = path[len(self._prefix) :]
-        for route, values in matching(self._routes, path):
-            if method in route.methods:
-                return self._call(route, method, url, headers, body, values)
-        return _not_found(method, parts.path)
-
-    def _call(
-        self,
-        route: Route,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        values: dict[str, str],
-    ) -> func.HttpResponse:
-        request = func.HttpRequest(
-            method=method,
-            url=url,
-            headers=dict(headers),
-            params=_first_values(urlsplit(url).query),
-            route_params=values,
-            body=body,
-        )
+    async def _admin(self, request: Request, path: str) -> Response:
+        if request.method == "GET" and path == "devhost/loop":
+            if request.query_params.get("reset"):
+                self.lag.samples.clear()
+            return JSONResponse(self.lag.report())
+        name = path.removeprefix("functions/")
+        if request.method != "POST" or name == path or name not in self.triggers:
+            return Response(status_code=404)
+        body = await request.body()
         try:
-            return self._functions[route.function](request)
-        except Exception:
-            log.exception("function %s failed", route.function)
-            return func.HttpResponse(status_code=500)
+            text = str(json.loads(body or b"{}").get("input", ""))
+        except (ValueError, AttributeError):
+            return Response(status_code=400)
+        # Core Tools answers at once and runs the function in the background.
+        task = asyncio.create_task(self.triggers[name].fire(text))
+        task.add_done_callback(_log_failure)
+        return Response(status_code=202)
+
+    async def serve(self, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=3,  # open streams end with the host, as they would
+        )
+        server = uvicorn.Server(config)
+        runners = [self.lag.run(), *(t.run() for t in self.triggers.values())]
+        background = [asyncio.create_task(runner) for runner in runners]
+        try:
+            await server.serve()
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.invoke.close()
 
 
-def _first_values(query: str) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        params.setdefault(name, value)
-    return params
-
-
-def _not_found(method: str, path: str) -> func.HttpResponse:
-    body = {
-        "error": {
-            "message": f"Invalid URL ({method} {path}).",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    return func.HttpResponse(json.dumps(body), status_code=404, mimetype="application/json")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect of the real host
-    # Headers and body go out in separate writes; with Nagle's algorithm on, the body then
-    # waits for the client's delayed ACK (about 40 ms) on every keep-alive response.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def _serve(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        host = self.headers.get("host") or "{}:{}".format(*self.server.server_address[:2])
-        url = f"http://{host}{self.path}"
-        response = self.server.router.dispatch(self.command, url, headers, body)
-        self._write(response)
-
-    def __getattr__(self, name: str) -> Any:
-        # Every method goes through the router, as on the Functions host: one no function takes
-        # (TRACE, or anything made up) gets the router's 404, not the stdlib's HTML 501.
-        if name.startswith("do_"):
-            return self._serve
-        raise AttributeError(name)
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():  # trailers
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    self._refuse_large()
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._refuse_large()
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _refuse_large(self) -> None:
-        self.close_connection = True
-        self._write(func.HttpResponse(status_code=413))
-
-    def _write(self, response: func.HttpResponse) -> None:
-        payload = response.get_body() or b""
-        self.send_response(response.status_code)
-        headers: dict[str, Any] = dict(response.headers)
-        if response.mimetype and not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
-        for name, value in headers.items():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], router: FunctionsRouter) -> None:
-        self.router = router
-        super().__init__(address, _Handler)
-
-
-def make_server(app: func.FunctionApp, prefix: str, host: str, port: int) -> ThreadingHTTPServer:
-    return _Server((host, port), FunctionsRouter(app, prefix))
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("function run from /admin failed", exc_info=task.exception())

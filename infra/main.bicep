@@ -36,6 +36,11 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Concurrent HTTP invocations per instance. Python apps on Flex default to 1, which would make every open SSE stream hold a whole instance.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -43,6 +48,7 @@ var tags = {
 var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var apiKeysSecretName = 'assistants-api-keys'
+var runsQueueName = 'runs'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -79,6 +85,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    runsQueueName: runsQueueName
   }
 }
 
@@ -122,6 +129,8 @@ module api 'modules/functions.bicep' = {
     apiKeysSecretName: apiKeysSecretName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    runsQueueName: runsQueueName
   }
   dependsOn: [
     roles

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.model_server import ModelServer
 from tests.support import API_KEYS, Azurite, DevHost, free_port, running_devhost, sdk_clients
 
 
@@ -20,7 +21,38 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture(scope="session")
-def devhost(azurite: Azurite) -> Iterator[DevHost]:
+def model_server() -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def model(model_server: ModelServer) -> ModelServer:
+    """The scripted chat-completions server the dev hosts run assistants on, reset for each test."""
+    model_server.reset()
+    return model_server
+
+
+@pytest.fixture(scope="session")
+def devhost(azurite: Azurite, model_server: ModelServer) -> Iterator[DevHost]:
+    with running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model_server.base_url) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def expiring_host(azurite: Azurite, model_server: ModelServer) -> Iterator[DevHost]:
+    """A dev host whose runs expire 3 seconds after their creation."""
+    with running_devhost(
+        azurite.connection_string,
+        ASSISTANTS_MODEL_BASE_URL=model_server.base_url,
+        ASSISTANTS_RUN_EXPIRY_SECONDS="3",
+    ) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def no_model_host(azurite: Azurite) -> Iterator[DevHost]:
+    """A dev host with no model backend configured."""
     with running_devhost(azurite.connection_string) as host:
         yield host
 

@@ -1,5 +1,5 @@
-"""Real servers for the tests: Azurite (in memory, on a free port) and the dev host serving
-function_app, as subprocesses, and the official `openai` clients pointed at them."""
+"""Real servers for the tests: Azurite (tables and queues, in memory, on free ports) and the dev
+host serving function_app, as subprocesses, and the official `openai` clients pointed at them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +25,7 @@ from assistants_core.settings import Settings
 from assistants_core.storage import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
+AZURITE = ROOT / "node_modules" / ".bin"  # azurite-table, azurite-queue
 API_KEYS = ("test-key-primary", "test-key-secondary")
 API_VERSION = "2025-03-01-preview"
 DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -50,10 +50,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, second
         time.sleep(0.05)
 
 
-def connection_string(port: int) -> str:
+def connection_string(port: int, queue_port: int | None = None) -> str:
+    """Azurite's account at `port` (tables) and, if given, `queue_port` (queues)."""
+    queues = f"QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;" if queue_port else ""
     return (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={DEV_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        f"AccountKey={DEV_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;{queues}"
     )
 
 
@@ -68,34 +70,46 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Azurite:
+    """Azurite's table service on `port` and its queue service on `queue_port`, in memory; one
+    connection string reaches both. Stopped and started again, it comes back empty, on the same
+    ports."""
+
     port: int
-    process: subprocess.Popen[bytes] | None = None
+    queue_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port)
+        return connection_string(self.port, self.queue_port)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                str(AZURITE),
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, self.process, "Azurite")
+        for service, port in (("table", self.port), ("queue", self.queue_port)):
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        str(AZURITE / f"azurite-{service}"),
+                        "--inMemoryPersistence",
+                        "--disableTelemetry",
+                        "--skipApiVersionCheck",
+                        f"--{service}Host",
+                        "127.0.0.1",
+                        f"--{service}Port",
+                        str(port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        try:
+            for process, port in zip(self.processes, (self.port, self.queue_port), strict=True):
+                wait_for_port(port, process, "Azurite")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
+        while self.processes:
+            stop(self.processes.pop())
 
 
 @dataclass
@@ -111,11 +125,13 @@ class DevHost:
 
 
 def devhost_env(storage: str, table_prefix: str, **overrides: str) -> dict[str, str]:
+    """A dev host's settings: its own tables (`table_prefix`) and runs queue, on `storage`."""
     env = dict(os.environ)
     env.update(
         ASSISTANTS_API_KEYS=",".join(API_KEYS),
         ASSISTANTS_STORAGE_CONNECTION_STRING=storage,
         ASSISTANTS_TABLE_PREFIX=table_prefix,
+        ASSISTANTS_RUNS_QUEUE=f"{table_prefix.lower() or 'tests'}-runs",
     )
     env.update(overrides)
     return env

@@ -400,7 +400,7 @@ def test_wrong_method_is_405(http: httpx.Client, method: str, path: str, allowed
     assert response.headers["allow"] == allowed
 
 
-@pytest.mark.parametrize("path", ["/assistant", "/assistants/a/b", "/", "/threads/x/runs"])
+@pytest.mark.parametrize("path", ["/assistant", "/assistants/a/b", "/", "/threads/x/files"])
 def test_unknown_route_is_404_json(http: httpx.Client, path: str) -> None:
     error = assert_error(http.get(path), 404, None)
     assert error["message"].startswith("Invalid URL (GET /openai")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -90,6 +90,12 @@ def test_hostile_ids_are_refused_cleanly(http: httpx.Client, existing: dict[str,
     for method, path, params in requests_with(bad, existing):
         body = {"role": "user", "content": "x"} if path.endswith("/messages") and method == "POST" else {}
         response = http.request(method, path, params=params, json=body)
+        if "\n" in unquote(path.rpartition("/")[0]):
+            # The worker's web app (the HTTP-streams extension's FastAPI app, one catch-all route
+            # `/{path:path}`, whose pattern stops at a line break) matches no route for such a
+            # path: FastAPI's own 404, before any function runs, in Azure as on the dev host.
+            assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+            continue
         assert_clean_refusal(response, existing)
     # Nothing was changed by any of it.
     assert http.get(f"/assistants/{existing['assistant']}").json()["name"] == "private"

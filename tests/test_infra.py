@@ -3,7 +3,9 @@ the design promises (read from the parsed files, not from text where it matters)
 
 from __future__ import annotations
 
+import ast
 import json
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,12 @@ ROLE = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
+    "Storage Queue Data Message Processor": "8a0f0c08-91a1-4084-bc3d-661d67233fed",
+    "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
 }
+QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"  # more than the app needs
+RUNS_CONNECTION = "ASSISTANTS_STORAGE_CONNECTION_STRING"  # the queue trigger's connection name
 
 
 def syntax_errors(source: bytes) -> list[str]:
@@ -57,6 +64,20 @@ def only(name: str, kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def dotted(expression: Any) -> str:
+    """A property access as Bicep writes it (`storage.properties.primaryEndpoints.queue`)."""
+    if isinstance(expression, str):
+        return expression
+    operator = expression["operator"]
+    assert operator["type"] == "property_accessor", expression
+    return f"{dotted(operator['operands']['operand_1'])}.{dotted(operator['operands']['operand_2'])}"
+
+
+def sample_settings() -> dict[str, str]:
+    values: dict[str, str] = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    return values
+
+
 def test_there_is_bicep_to_check() -> None:
     names = {str(f.relative_to(INFRA)) for f in BICEP_FILES}
     assert {"main.bicep", "modules/functions.bicep", "modules/storage.bicep", "modules/roles.bicep"} <= names
@@ -86,12 +107,23 @@ def test_flex_consumption_python_311_https_only() -> None:
     assert config["scaleAndConcurrency"] == {
         "maximumInstanceCount": "maximumInstanceCount",
         "instanceMemoryMB": "instanceMemoryMB",
+        "triggers": {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}},
     }
     assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
     assert app["identity"]["type"] == "UserAssigned"
     assert app["properties"]["keyVaultReferenceIdentity"] == "identityId"
     main = parsed("main.bicep")["parameters"]
     assert main["maximumInstanceCount"]["type"] == main["instanceMemoryMB"]["type"] == "int"
+
+
+def test_http_concurrency_is_a_parameter_well_above_pythons_default_of_one() -> None:
+    parameter = parsed("main.bicep")["parameters"]["httpPerInstanceConcurrency"]
+    assert parameter["type"] == "int"
+    assert parameter["default"] == 16
+    assert {"type": "min_value", "argument": 1} in parameter["decorators"]
+    module = parsed("main.bicep")["modules"]["api"]["config"]["params"]
+    assert module["httpPerInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    assert parsed("modules/functions.bicep")["parameters"]["httpPerInstanceConcurrency"]["type"] == "int"
 
 
 def test_app_settings_use_identity_and_key_vault() -> None:
@@ -111,6 +143,75 @@ def test_app_settings_use_identity_and_key_vault() -> None:
         settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
         == "ClientId=${identityClientId};Authorization=AAD"
     )
+    assert dotted(settings["ASSISTANTS_STORAGE_ACCOUNT_URL"]) == "storage.properties.primaryEndpoints.table"
+
+
+def test_http_streams_index_at_init_in_azure_and_locally() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    assert sample_settings()["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+
+
+def test_the_runs_queue_connection_is_by_identity_in_azure_and_a_string_locally() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    connection = {k: v for k, v in settings.items() if k.startswith(RUNS_CONNECTION)}
+    assert {k: dotted(v) for k, v in connection.items()} == {
+        f"{RUNS_CONNECTION}__queueServiceUri": "storage.properties.primaryEndpoints.queue",
+        f"{RUNS_CONNECTION}__credential": "managedidentity",
+        f"{RUNS_CONNECTION}__clientId": "identityClientId",
+    }  # and no plain value, which the host would take for a connection string
+    assert sample_settings()[RUNS_CONNECTION] == "UseDevelopmentStorage=true"
+
+
+def test_one_runs_queue_name_for_the_setting_and_the_queues() -> None:
+    main = parsed("main.bicep")
+    assert main["variables"]["runsQueueName"]["value"] == "runs" == sample_settings()["ASSISTANTS_RUNS_QUEUE"]
+    for module in ("storage", "api"):
+        assert main["modules"][module]["config"]["params"]["runsQueueName"] == "runsQueueName"
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    assert settings["ASSISTANTS_RUNS_QUEUE"] == "runsQueueName"
+
+
+def test_storage_holds_the_runs_queue_and_its_poison_queue() -> None:
+    declared = parsed("modules/storage.bicep")["resources"]
+    account_api = declared["account"]["api_version"]
+    service = only("modules/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices")
+    assert service == {"parent": "account", "name": "default"}
+    queues = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues")
+    assert sorted(queue["name"] for queue in queues) == ["${runsQueueName}-poison", "runsQueueName"]
+    assert all(queue["parent"] == "queues" for queue in queues)
+    assert all(
+        resource["api_version"] == account_api
+        for resource in declared.values()
+        if resource["type"].startswith("Microsoft.Storage/")
+    )
+
+
+def test_function_app_queue_triggers_use_the_deployed_queue_and_connection() -> None:
+    """Every queue trigger function_app.py declares reads the settings the Bicep sets."""
+    tree = ast.parse((ROOT / "function_app.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "queue_trigger":
+            keywords = {k.arg: k.value for k in node.keywords}
+            assert ast.literal_eval(keywords["queue_name"]) == "%ASSISTANTS_RUNS_QUEUE%"
+            assert ast.literal_eval(keywords["connection"]) == RUNS_CONNECTION
+
+
+def test_host_json_gives_runs_time_and_the_queue_interactive_latency() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    assert timeout == timedelta(minutes=30)  # explicit, and above a run's 10-minute expiry
+    assert host["extensions"]["queues"] == {
+        "maxPollingInterval": "00:00:02",
+        "visibilityTimeout": "00:00:05",
+        "batchSize": 8,
+        "newBatchThreshold": 4,
+        "maxDequeueCount": 3,
+        "messageEncoding": "base64",
+    }
+    assert host["extensions"]["http"] == {"routePrefix": "openai"}
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
 
 
 def test_storage_takes_no_keys_and_hosts_the_deployment_container() -> None:
@@ -136,25 +237,38 @@ def test_application_insights_takes_only_entra_id_ingestion() -> None:
     assert insights["WorkspaceResourceId"]
 
 
-def test_the_identity_has_exactly_the_four_roles() -> None:
+def test_the_identity_has_exactly_the_seven_roles() -> None:
     variables = {k: v["value"] for k, v in parsed("modules/roles.bicep")["variables"].items()}
     granted: dict[str, str] = {}
     for assignment in resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments"):
         properties = assignment["properties"]
-        role = variables[properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]]
+        role_variable = properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+        role = variables[role_variable]
+        name = assignment["name"]["function"]  # stable across deployments: guid(scope, who, role)
+        assert name["type"] == "guid"
+        assert [dotted(argument) for argument in name["parameters"].values()] == [
+            f"{assignment['scope']}.id",
+            properties["principalId"],
+            role_variable,
+        ]
         if properties["principalId"] == "identityPrincipalId":
             assert properties["principalType"] == "ServicePrincipal"
             assert role not in granted
             granted[role] = assignment["scope"]
     assert (
-        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 6
+        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 9
     )  # + 2 for the user
     assert granted == {
         ROLE["Storage Table Data Contributor"]: "storage",
         ROLE["Storage Blob Data Owner"]: "storage",
+        ROLE["Storage Queue Data Reader"]: "storage",
+        ROLE["Storage Queue Data Message Processor"]: "storage",
+        ROLE["Storage Queue Data Message Sender"]: "storage",
         ROLE["Monitoring Metrics Publisher"]: "applicationInsights",
         ROLE["Key Vault Secrets User"]: "vault",
     }
+    assert QUEUE_DATA_CONTRIBUTOR not in variables.values()
+    assert QUEUE_DATA_CONTRIBUTOR not in (INFRA / "modules" / "roles.bicep").read_text()
 
 
 def test_no_account_keys_anywhere() -> None:

@@ -7,13 +7,13 @@ tracing on, as the Azure Monitor distro turns it on in Azure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import azure.functions as func
 import pytest
 from azure.core.settings import settings as azure_settings
 from opentelemetry import trace
@@ -22,6 +22,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.requests import Request
+from starlette.responses import Response
 
 from assistants_core import endpoints, telemetry
 from assistants_core.http import Api
@@ -57,20 +59,27 @@ def exported(
         logger.removeHandler(handler)
 
 
-def call(
-    api: Api, method: str, path: str, endpoint: Any, body: Any = None, **route: str
-) -> func.HttpResponse:
+def call(api: Api, method: str, path: str, endpoint: Any, body: Any = None, **route: str) -> Response:
+    """A request as the worker hands it to a function (route values in `path_params`)."""
+    payload = json.dumps(body).encode() if body is not None else b""
+    scope = {
+        "type": "http",
+        "method": method,
+        "scheme": "https",
+        "server": ("app.example", 443),
+        "path": f"/openai/{path}",
+        "raw_path": f"/openai/{path}".encode(),
+        "query_string": b"",
+        "headers": [(b"api-key", KEY.encode()), (b"content-type", b"application/json")],
+        "path_params": route,
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
     tracer = trace.get_tracer("functions-host")
     with tracer.start_as_current_span(f"{method} /openai/{path}"):  # as the host's invocation span
-        request = func.HttpRequest(
-            method=method,
-            url=f"https://app.example/openai/{path}",
-            headers={"api-key": KEY, "content-type": "application/json"},
-            params={},
-            route_params=route,
-            body=json.dumps(body).encode() if body is not None else b"",
-        )
-        return api.handle(request, endpoint)
+        return asyncio.run(api.handle(Request(scope, receive), endpoint))
 
 
 def test_spans_and_logs_carry_request_ids_but_no_keys_or_content(
@@ -87,9 +96,9 @@ def test_spans_and_logs_carry_request_ids_but_no_keys_or_content(
         api, "POST", "threads", endpoints.create_thread, {"messages": [{"role": "user", "content": CONTENT}]}
     )
     assert created.status_code == 200
-    thread_id = json.loads(created.get_body())["id"]
+    thread_id = json.loads(bytes(created.body))["id"]
     listed = call(api, "GET", f"threads/{thread_id}/messages", endpoints.list_messages, thread_id=thread_id)
-    assert CONTENT in listed.get_body().decode()  # the content did pass through
+    assert CONTENT in bytes(listed.body).decode()  # the content did pass through
 
     finished = spans.get_finished_spans()
     invocations = [s for s in finished if s.name.startswith(("POST /openai", "GET /openai"))]

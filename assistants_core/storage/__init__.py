@@ -1,7 +1,7 @@
 """Azure Table Storage: the only package that knows tables, partitions, row keys, filters and
 chunks. The rest of the app stores and reads JSON documents by object id."""
 
-from .collection import Collection, Order
+from .collection import Batch, Collection, Order
 from .rows import (
     MAX_DOCUMENT_BYTES,
     ConcurrentUpdate,
@@ -10,11 +10,14 @@ from .rows import (
     Record,
     StorageUnavailable,
 )
+from .runs import ActiveRuns, ThreadRuns, locked_by
 from .store import Store
 from .threads import Threads, next_message
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "ActiveRuns",
+    "Batch",
     "Collection",
     "ConcurrentUpdate",
     "DocumentTooLarge",
@@ -23,6 +26,8 @@ __all__ = [
     "Record",
     "StorageUnavailable",
     "Store",
+    "ThreadRuns",
     "Threads",
+    "locked_by",
     "next_message",
 ]

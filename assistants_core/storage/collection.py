@@ -1,13 +1,15 @@
 """Ordered collections: objects of one kind in one partition, listed in id order in O(page).
 
-With `k` the sortable body of an object's id (see `ids`) and `~k` its inverted form:
+With `k` the sortable body of an object's id (see `ids`), `~k` its inverted form, and every key
+below led by the collection's own `kind` (none for a thread's messages, `r` for its runs, `s<run>`
+for a run's steps), so that collections share a partition without sharing a key range:
 
     row key           holds
     d<~k>[.NN]        the object's document, newest object first (the default list order)
     a<k>              an empty index row, oldest object first, for ascending pages
     g<group>:a<k>     for an object in a group (a message of a run): the group's index, both
     g<group>:d<~k>      orders, so a group lists without reading the rest of the collection
-    d! and a!         for a collection with an owner (a thread's messages): rows that exist
+    d! and a!         for a collection with sentinels (a thread's messages): rows that exist
                         exactly while the owner does, at the head of each range
 
 Table Storage only scans keys ascending, so a descending page reads `d` rows from its cursor on,
@@ -15,8 +17,9 @@ and an ascending page reads `a` rows from its cursor and then the one contiguous
 rows they name: at most two queries of about `limit` rows each, however large the collection.
 
 A collection with an owner answers nothing once the owner is gone (OwnerGone), even while its
-rows are still being removed. A page without a cursor starts its query at the sentinel row, so
-the query itself proves the owner is there; any other read checks the owner beside it.
+rows are still being removed. With sentinels, a page without a cursor starts its query at the
+sentinel row, so the query itself proves the owner is there; any other read checks the owner
+beside it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .rows import (
     part_key,
     translated_errors,
     unchanged_since,
+    written,
 )
 
 Order = Literal["asc", "desc"]
@@ -53,8 +57,9 @@ T = TypeVar("T")
 _CHECKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="owner-check")
 
 
-def data_key(object_id: str) -> str:
-    return DATA + ids.inverted(ids.sort_key(object_id))
+def data_key(object_id: str, data: str = DATA) -> str:
+    """The first row key of an object's document among data rows keyed `data`."""
+    return data + ids.inverted(ids.sort_key(object_id))
 
 
 class Collection(Partition):
@@ -68,17 +73,24 @@ class Collection(Partition):
         partition: str,
         guard: Operation | None = None,
         owner_exists: Callable[[], bool] | None = None,
+        kind: str = "",
+        sentinels: bool = False,
     ) -> None:
         super().__init__(table, partition)
         self._guards: list[Operation] = [guard] if guard else []
         self._owner_exists = owner_exists
+        self._data, self._index, self._group = kind + DATA, kind + INDEX, kind + GROUP
+        self._sentinels = sentinels and owner_exists is not None
+
+    def data_key(self, object_id: str) -> str:
+        return data_key(object_id, self._data)
 
     def sentinel_operations(self) -> list[Operation]:
         """Creating the rows that stand for the owner (written with the owner itself)."""
         return [(TransactionOperation.CREATE, self.row(key)) for key in self.sentinel_keys()]
 
     def sentinel_keys(self) -> list[str]:
-        return [DATA + SENTINEL, INDEX + SENTINEL]
+        return [self._data + SENTINEL, self._index + SENTINEL]
 
     def _owned(self, read: Callable[[], T]) -> T:
         """`read`, with the owner checked beside it: the request waits for the slower, not both."""
@@ -98,31 +110,38 @@ class Collection(Partition):
     def insert_operations(self, object_id: str, document: bytes, group: str | None = None) -> list[Operation]:
         key = ids.sort_key(object_id)
         first = {"group": group} if group else {}
-        rows = [*self.document_rows(data_key(object_id), object_id, document, **first), self.row(INDEX + key)]
+        rows = [
+            *self.document_rows(self.data_key(object_id), object_id, document, **first),
+            self.row(self._index + key),
+        ]
         if group:
-            rows.append(self.row(f"{GROUP}{group}:a{key}", id=object_id))
-            rows.append(self.row(f"{GROUP}{group}:d{ids.inverted(key)}", id=object_id))
+            rows.append(self.row(f"{self._group}{group}:a{key}", id=object_id))
+            rows.append(self.row(f"{self._group}{group}:d{ids.inverted(key)}", id=object_id))
         return [(TransactionOperation.CREATE, row) for row in rows]
 
     def get(self, object_id: str, for_write: bool = False) -> Record | None:
         """The object, or None; OwnerGone if the collection's owner is gone. A read `for_write`
         leaves the owner to the write's guard, which fails if it is gone: one request, not two."""
         if for_write:
-            return self.read_document(data_key(object_id), object_id)
-        return self._owned(lambda: self.read_document(data_key(object_id), object_id))
+            return self.read_document(self.data_key(object_id), object_id)
+        return self._owned(lambda: self.read_document(self.data_key(object_id), object_id))
 
     def replace(self, object_id: str, current: Record, document: bytes) -> None:
         """Write a new version, only if the object is still at `current` (else ConcurrentUpdate)."""
-        self.replace_document(data_key(object_id), object_id, current, document, self._guards)
+        self.replace_document(self.data_key(object_id), object_id, current, document, self._guards)
+
+    def replace_operations(self, object_id: str, current: Record, document: bytes) -> list[Operation]:
+        """What `replace` writes (without the guard), for a transaction of the caller's."""
+        return self.document_replacement(self.data_key(object_id), object_id, current, document)
 
     def delete(self, object_id: str, current: Record) -> None:
         """Remove an object, only if it is still at `current` (else ConcurrentUpdate)."""
-        first_key = data_key(object_id)
+        first_key = self.data_key(object_id)
         key = ids.sort_key(object_id)
-        keys = [part_key(first_key, n) for n in range(1, current.rows)] + [INDEX + key]
+        keys = [part_key(first_key, n) for n in range(1, current.rows)] + [self._index + key]
         group = current.first.get("group")
         if group:
-            keys += [f"{GROUP}{group}:a{key}", f"{GROUP}{group}:d{ids.inverted(key)}"]
+            keys += [f"{self._group}{group}:a{key}", f"{self._group}{group}:d{ids.inverted(key)}"]
         operations: list[Operation] = [
             *self._guards,
             (TransactionOperation.DELETE, self.row(first_key), unchanged_since(current)),
@@ -145,7 +164,7 @@ class Collection(Partition):
         scan_order: Order = ("asc" if order == "desc" else "desc") if backwards else order
         start, stop = (before, None) if backwards else (after, before)
         with translated_errors(self.table):
-            if self._owner_exists is not None and start is None and group is None:
+            if self._sentinels and start is None and group is None:
                 documents, more = self._scan(scan_order, limit, None, stop, None, from_sentinel=True)
             else:
                 documents, more = self._owned(lambda: self._scan(scan_order, limit, start, stop, group))
@@ -165,15 +184,16 @@ class Collection(Partition):
         """A page read in key order; `from_sentinel` starts it at the owner's sentinel row, which
         must be there (else OwnerGone)."""
         if group is None and order == "desc":  # the data rows themselves are in this order
-            low, high = _bounds(DATA, order, start, stop)
-            sentinel = DATA + SENTINEL if from_sentinel else None
+            low, high = _bounds(self._data, order, start, stop)
+            sentinel = self._data + SENTINEL if from_sentinel else None
             objects, more = self._read_objects(low, high, limit, sentinel=sentinel)
             return [document for _, document in objects], more
-        prefix = f"{GROUP}{group}:{order[0]}" if group else INDEX
+        prefix = f"{self._group}{group}:{order[0]}" if group else self._index
         low, high = _bounds(prefix, order, start, stop)
         if from_sentinel:
-            query = self.query(INDEX + SENTINEL, high, limit + 2, select=["RowKey", "id"], inclusive=True)
-            index = _past_sentinel(query, INDEX + SENTINEL)
+            sentinel_key = self._index + SENTINEL
+            query = self.query(sentinel_key, high, limit + 2, select=["RowKey", "id"], inclusive=True)
+            index = _past_sentinel(query, sentinel_key)
         else:
             index = iter(self.query(low, high, limit + 1, select=["RowKey", "id"]))
         # islice: reading on would fetch every further page of the index, not just this one.
@@ -183,12 +203,15 @@ class Collection(Partition):
         if not found:
             return [], more
         if group:  # a group's objects lie anywhere in the collection: read them one by one
-            records = [self.read_document(data_key(row["id"]), row["id"]) for row in found]
+            records = [self.read_document(self.data_key(row["id"]), row["id"]) for row in found]
             return [r.document for r in records if r is not None], more
-        keys = [row["RowKey"][len(INDEX) :] for row in found]
+        keys = [row["RowKey"][len(self._index) :] for row in found]
         # The page's objects are one contiguous range of data rows, newest first.
         objects, _ = self._read_objects(
-            DATA + ids.inverted(keys[-1]), DATA + ids.inverted(keys[0]) + PAST, len(keys), inclusive=True
+            self._data + ids.inverted(keys[-1]),
+            self._data + ids.inverted(keys[0]) + PAST,
+            len(keys),
+            inclusive=True,
         )
         by_key = dict(objects)
         return [by_key[key] for key in keys if key in by_key], more
@@ -220,8 +243,44 @@ class Collection(Partition):
         if not rows:
             return []
         object_id = rows[0]["id"]
-        record = assembled(rows) or self.read_document(data_key(object_id), object_id)  # raced a writer
+        record = assembled(rows) or self.read_document(self.data_key(object_id), object_id)  # raced a writer
         return [(ids.sort_key(object_id), record.document)] if record else []
+
+
+class Batch:
+    """Writes to the objects of one partition's collections, committed in one transaction: what
+    a run writes at each step of its life (its own new state, a step, a message, the lock)."""
+
+    def __init__(self, partition: Partition) -> None:
+        self._partition = partition
+        self._operations: list[Operation] = []
+        self._objects: dict[str, tuple[int, list[Mapping[str, Any]]]] = {}
+
+    def insert(
+        self, collection: Collection, object_id: str, document: bytes, group: str | None = None
+    ) -> None:
+        self._track(object_id, collection.insert_operations(object_id, document, group))
+
+    def replace(self, collection: Collection, object_id: str, current: Record, document: bytes) -> None:
+        """Replace the object only if it is still at `current` (else the commit raises
+        ConcurrentUpdate and writes nothing)."""
+        self._track(object_id, collection.replace_operations(object_id, current, document))
+
+    def add(self, *operations: Operation) -> None:
+        self._operations.extend(operations)
+
+    def commit(self) -> dict[str, Record]:
+        """Write it all, or nothing; the new records of the objects inserted or replaced."""
+        results = self._partition.submit(self._operations)
+        return {
+            object_id: written(rows, str(results[at].get("etag", "")))
+            for object_id, (at, rows) in self._objects.items()
+        }
+
+    def _track(self, object_id: str, operations: list[Operation]) -> None:
+        rows = [op[1] for op in operations if op[0] != TransactionOperation.DELETE and "rev" in op[1]]
+        self._objects[object_id] = (len(self._operations), rows)
+        self._operations.extend(operations)
 
 
 def _past_sentinel(rows: Iterable[TableEntity], sentinel: str) -> Iterator[TableEntity]:

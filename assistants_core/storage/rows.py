@@ -220,19 +220,22 @@ class Partition:
     ) -> None:
         """Write a new version of a document, only if it is still at `current` (else
         ConcurrentUpdate). The new first row keeps the old one's own properties."""
+        self.submit([*guards, *self.document_replacement(first_key, object_id, current, document)])
+
+    def document_replacement(
+        self, first_key: str, object_id: str, current: Record, document: bytes
+    ) -> list[Operation]:
+        """What `replace_document` writes, for a transaction of the caller's."""
         kept = {k: v for k, v in current.first.items() if k not in ("id", "rev", "rows")}
         first, *rest = self.document_rows(first_key, object_id, document, **kept)
-        self.submit(
-            [
-                *guards,
-                (TransactionOperation.UPDATE, first, {"mode": "replace", **unchanged_since(current)}),
-                *[(TransactionOperation.UPSERT, row, {"mode": "replace"}) for row in rest],
-                *[
-                    (TransactionOperation.DELETE, self.row(part_key(first_key, n)))
-                    for n in range(len(rest) + 1, current.rows)
-                ],
-            ]
-        )
+        return [
+            (TransactionOperation.UPDATE, first, {"mode": "replace", **unchanged_since(current)}),
+            *[(TransactionOperation.UPSERT, row, {"mode": "replace"}) for row in rest],
+            *[
+                (TransactionOperation.DELETE, self.row(part_key(first_key, n)))
+                for n in range(len(rest) + 1, current.rows)
+            ],
+        ]
 
     def query(
         self,
@@ -254,14 +257,22 @@ class Partition:
             select=select,
         )
 
-    def submit(self, operations: Sequence[Operation]) -> None:
+    def submit(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
+        """Commit the operations together; each one's response metadata (its new `etag`)."""
         with translated_errors(self.table):
-            self.table.submit_transaction(operations)
+            return list(self.table.submit_transaction(operations))
 
 
 def unchanged_since(record: Record) -> dict[str, Any]:
     """The condition for a write that must fail if the record changed since it was read."""
     return {"etag": record.etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def written(rows: Sequence[Mapping[str, Any]], etag: str) -> Record:
+    """The record that `rows`, just written with the first one's new `etag`, now hold."""
+    document = b"".join(row[name] for row in rows for name in _PARTS if name in row)
+    extra = {k: v for k, v in rows[0].items() if k not in _PARTS and k not in ("PartitionKey", "RowKey")}
+    return Record(document, etag, len(rows), extra)
 
 
 def assembled(rows: Sequence[Mapping[str, Any]]) -> Record | None:

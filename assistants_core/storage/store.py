@@ -12,10 +12,12 @@ from azure.data.tables import TableClient, TableServiceClient
 from ..settings import ConfigurationError, Settings
 from .collection import Collection
 from .rows import translated_errors
+from .runs import ActiveRuns
 from .threads import Threads
 
-# Storage calls fail fast and in bounded time, so a client sees a 503 rather than a hang.
-_CLIENT_OPTIONS: dict[str, Any] = {
+# Storage calls (tables and the queue) fail fast and in bounded time, so a client sees a 503
+# rather than a hang.
+CLIENT_OPTIONS: dict[str, Any] = {
     "retry_total": 2,
     "retry_backoff_factor": 0.2,
     "retry_backoff_max": 1,
@@ -47,8 +49,8 @@ class Store:
     def __init__(
         self, settings: Settings, observe: Callable[[PipelineResponse[Any, Any]], None] | None = None
     ) -> None:
-        self._settings = settings
-        self._options = dict(_CLIENT_OPTIONS, raw_response_hook=observe) if observe else _CLIENT_OPTIONS
+        self.settings = settings
+        self._options = dict(CLIENT_OPTIONS, raw_response_hook=observe) if observe else CLIENT_OPTIONS
         self._service: TableServiceClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -59,14 +61,17 @@ class Store:
     def threads(self) -> Threads:
         return Threads(self._table("threads"))
 
+    def active_runs(self) -> ActiveRuns:
+        return ActiveRuns(self._table("threads"))
+
     def _table(self, name: str) -> TableClient:
-        full_name = self._settings.table_prefix + name
+        full_name = self.settings.table_prefix + name
         table = self._tables.get(full_name)
         if table is not None:
             return table
         with self._lock, translated_errors():
             if full_name not in self._tables:
                 if self._service is None:
-                    self._service = table_service(self._settings, **self._options)
+                    self._service = table_service(self.settings, **self._options)
                 self._tables[full_name] = self._service.create_table_if_not_exists(full_name)
             return self._tables[full_name]

@@ -1,9 +1,11 @@
 """Threads: each thread is one partition, holding the thread and its messages.
 
     row key        holds
-    t[.NN]         the thread's document; `next`, the sequence number of its next message
+    t[.NN]         the thread's document; `next`, the sequence number of its next message or
+                     run; `run`, the run that locks it (see runs.py)
     d.., a.., g..  its messages: an ordered collection (see collection.py), whose sentinel rows
                      d! and a! exist exactly while the thread does
+    r.., s..       its runs and their steps (see runs.py)
     x              while a deletion is under way: the thread is gone, its rows are going
 
 A message id is made from `next` (`ids.sequential_id`), and a message is added in the same
@@ -42,6 +44,7 @@ from .rows import (
     translated_errors,
     unchanged_since,
 )
+from .runs import LOCK, ThreadRuns
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +61,29 @@ class Threads:
     def get(self, thread_id: str) -> Record | None:
         return Partition(self._table, thread_id).read_document(THREAD, thread_id)
 
-    def create(self, thread_id: str, document: bytes, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Store a thread and its first messages (ids from `sequential_id(0...)`), all or nothing."""
+    def create(
+        self,
+        thread_id: str,
+        document: bytes,
+        messages: Sequence[tuple[str, bytes]],
+        run: tuple[str, bytes] | None = None,
+    ) -> None:
+        """Store a thread and its first messages (ids from `sequential_id(0...)`), all or nothing;
+        with `run` (its id from `sequential_id(len(messages))` and its document), a run that
+        locks the thread from the start."""
         partition = Partition(self._table, thread_id)
         collection = self.messages(thread_id)
         groups = [collection.insert_operations(message_id, body) for message_id, body in messages]
-        thread_rows = partition.document_rows(THREAD, thread_id, document, next=len(messages))
+        lock = {LOCK: run[0]} if run else {}
+        thread_rows = partition.document_rows(
+            THREAD, thread_id, document, next=len(messages) + (1 if run else 0), **lock
+        )
         groups.append(
-            [*[(TransactionOperation.CREATE, row) for row in thread_rows], *collection.sentinel_operations()]
+            [
+                *[(TransactionOperation.CREATE, row) for row in thread_rows],
+                *collection.sentinel_operations(),
+                *(self.runs(thread_id).runs.insert_operations(*run) if run else []),
+            ]
         )
         written: list[list[Operation]] = []
         try:
@@ -96,6 +114,9 @@ class Threads:
             ]
         )
 
+    def runs(self, thread_id: str) -> ThreadRuns:
+        return ThreadRuns(self._table, thread_id, self.messages(thread_id))
+
     def messages(self, thread_id: str) -> Collection:
         """The thread's messages: every read of them raises OwnerGone, and every write fails,
         once the thread is gone."""
@@ -104,7 +125,9 @@ class Threads:
             {"PartitionKey": thread_id, "RowKey": THREAD},
             {"mode": "merge"},
         )
-        return Collection(self._table, thread_id, guard=guard, owner_exists=lambda: self._exists(thread_id))
+        return Collection(
+            self._table, thread_id, guard=guard, owner_exists=lambda: self._exists(thread_id), sentinels=True
+        )
 
     def _exists(self, thread_id: str) -> bool:
         return Partition(self._table, thread_id).has_row(THREAD)

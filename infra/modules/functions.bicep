@@ -12,6 +12,8 @@ param keyVaultName string
 param apiKeysSecretName string
 param maximumInstanceCount int
 param instanceMemoryMB int
+param httpPerInstanceConcurrency int
+param runsQueueName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -70,6 +72,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            // Python apps on Flex default to 1: every open SSE stream would hold a whole instance.
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -89,8 +97,17 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
       PYTHON_ENABLE_OPENTELEMETRY: 'true'
+      // HTTP streams (FastAPI types) need indexing at worker init on Python 3.11.
+      PYTHON_ENABLE_INIT_INDEXING: '1'
       AZURE_CLIENT_ID: identityClientId
       ASSISTANTS_STORAGE_ACCOUNT_URL: storage.properties.primaryEndpoints.table
+      ASSISTANTS_RUNS_QUEUE: runsQueueName
+      // The runs queue trigger's connection, "ASSISTANTS_STORAGE_CONNECTION_STRING", by identity.
+      // No plain ASSISTANTS_STORAGE_CONNECTION_STRING here: a plain value is read as a connection
+      // string, and this account takes no keys.
+      ASSISTANTS_STORAGE_CONNECTION_STRING__queueServiceUri: storage.properties.primaryEndpoints.queue
+      ASSISTANTS_STORAGE_CONNECTION_STRING__credential: 'managedidentity'
+      ASSISTANTS_STORAGE_CONNECTION_STRING__clientId: identityClientId
       ASSISTANTS_API_KEYS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${apiKeysSecretName})'
     }
   }

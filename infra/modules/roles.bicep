@@ -8,6 +8,9 @@ param applicationInsightsName string
 
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataReader = '19e7f393-937e-4f77-808e-94535e297925'
+var storageQueueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
+var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -41,6 +44,43 @@ resource appBlobData 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The runs queue, in three narrow roles rather than Storage Queue Data Contributor (which could
+// also create, delete and reconfigure queues; storage.bicep creates them instead).
+// Reader: the queue trigger reads the queue's properties and the scale controller its length.
+resource appQueueRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageQueueDataReader)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataReader)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Message Processor: the queue trigger receives a run's message, renews its invisibility while
+// the run executes, and deletes it when done.
+resource appQueueProcess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageQueueDataMessageProcessor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageProcessor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Message Sender: the API enqueues each new run, and the host copies a message that failed its
+// last attempt to the poison queue.
+resource appQueueSend 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageQueueDataMessageSender)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSender)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -1,10 +1,13 @@
-// One account: the tables that hold assistants, threads and messages, the Functions host's own
-// storage, and the container Flex Consumption deploys the app from. No account keys: every
-// client signs in with Entra ID.
+// One account: the tables that hold assistants, threads and messages, the queue that carries
+// runs to the worker, the Functions host's own storage, and the container Flex Consumption
+// deploys the app from. No account keys: every client signs in with Entra ID.
 param name string
 param location string
 param tags object
 param deploymentContainerName string
+
+@description('The queue that carries runs to the worker (app setting ASSISTANTS_RUNS_QUEUE).')
+param runsQueueName string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -39,6 +42,24 @@ resource deployments 'Microsoft.Storage/storageAccounts/blobServices/containers@
   properties: {
     publicAccess: 'None'
   }
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource runsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queues
+  name: runsQueueName
+}
+
+// Where the Functions host moves a run message after its last failed attempt. The host would
+// create it on first use, but the app's identity may only read, process and send messages
+// (roles.bicep), not create queues, so it exists from the start.
+resource runsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queues
+  name: '${runsQueueName}-poison'
 }
 
 output name string = account.name

@@ -1,0 +1,225 @@
+"""The model backend: one OpenAI-compatible chat-completions endpoint, called with the official
+`openai` client, always streamed.
+
+`ASSISTANTS_MODEL_BASE_URL` is the endpoint (an Azure OpenAI or Foundry resource's
+`.../openai/v1/`, OpenAI's, or any compatible server such as Ollama or vLLM);
+`ASSISTANTS_MODEL_API_KEY` its key. Without a key, an Azure endpoint is called with an Entra ID
+token of the app's identity, and any other endpoint with no credentials at all (a local server).
+
+A call is retried, before any of its answer has arrived, on 429 (waiting what `Retry-After` asks
+when that is at most `MAX_RETRY_AFTER_SECONDS`), 5xx, timeouts and lost connections; then it
+fails with a `ModelError` whose code is what the run's `last_error` takes: `rate_limit_exceeded`
+for 429, `server_error` for the rest, and `invalid_prompt` for a request the backend refuses
+(4xx: no such model or deployment, context too long, content filtered). A stream that breaks
+mid-answer, or sends what is not a chunk, fails at once: its answer cannot be trusted whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import openai
+
+from .models.run import ErrorCode, Usage
+
+log = logging.getLogger("assistants.backend")
+
+MAX_RETRIES = 2
+MAX_RETRY_AFTER_SECONDS = 10.0
+TIMEOUT = openai.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+AZURE_HOSTS = (".openai.azure.com", ".services.ai.azure.com", ".cognitiveservices.azure.com")
+AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+GENERIC_ERROR = "Sorry, something went wrong."
+
+FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
+
+
+class ModelError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TextFragment:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallFragment:
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    usage: Usage | None
+
+
+Fragment = TextFragment | ToolCallFragment | Finished
+
+
+class ModelStream:
+    """One streamed call, read on a thread of its own so that the reader can wait for it in
+    slices (`next(timeout)`) and look for a cancel in between; `close` ends the call."""
+
+    _END = object()
+
+    def __init__(self, fragments: Iterator[Fragment]) -> None:
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._closed = threading.Event()
+        self._fragments = fragments
+        threading.Thread(target=self._pump, name="model-stream", daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for fragment in self._fragments:
+                if self._closed.is_set():
+                    break
+                self._queue.put(fragment)
+            self._queue.put(self._END)
+        except BaseException as exc:  # handed to the reader, raised on its thread
+            self._queue.put(exc)
+        finally:
+            close = getattr(self._fragments, "close", None)
+            if close is not None:
+                close()
+
+    def next(self, timeout: float) -> Fragment | None:
+        """The next fragment; None if none came within `timeout`. StopIteration at the end."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, TextFragment | ToolCallFragment | Finished)
+        return item
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class ModelBackend:
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        self.base_url = base_url
+        credential: Any = api_key or _token_provider(base_url) or "none"
+        self._client = openai.OpenAI(base_url=base_url, api_key=credential, max_retries=0, timeout=TIMEOUT)
+
+    def stream(self, body: dict[str, Any]) -> ModelStream:
+        """One call with this chat-completions request body, streamed."""
+        return ModelStream(self._fragments(body))
+
+    def _fragments(self, request: dict[str, Any]) -> Iterator[Fragment]:
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        chunks = self._open(body)
+        reason: FinishReason | None = None
+        usage: Usage | None = None
+        try:
+            for chunk in chunks:
+                if chunk.usage is not None:
+                    usage = Usage(
+                        prompt_tokens=chunk.usage.prompt_tokens,
+                        completion_tokens=chunk.usage.completion_tokens,
+                        total_tokens=chunk.usage.total_tokens,
+                    )
+                for choice in chunk.choices:  # none in Azure's filter results and in the usage chunk
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextFragment(delta.content)
+                    for position, call in enumerate(delta.tool_calls or []):
+                        function = call.function
+                        yield ToolCallFragment(
+                            index=call.index if call.index is not None else position,
+                            id=call.id or None,
+                            name=(function.name or None) if function else None,
+                            arguments=(function.arguments or "") if function else "",
+                        )
+                    if choice.finish_reason is not None:
+                        reason = _finish_reason(choice.finish_reason)
+        except (openai.APIError, ValueError) as exc:
+            log.warning("model stream broke: %s", exc)
+            raise ModelError("server_error", GENERIC_ERROR) from None
+        finally:
+            chunks.close()
+        if reason is None:
+            log.warning("model stream ended without a finish reason")
+            raise ModelError("server_error", GENERIC_ERROR)
+        yield Finished(reason, usage)
+
+    def _open(self, body: dict[str, Any]) -> openai.Stream[Any]:
+        """The call's stream, once the backend has accepted it (retried as the module says)."""
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                return cast("openai.Stream[Any]", self._client.chat.completions.create(**body))
+            except openai.RateLimitError as exc:
+                wait = _retry_after(exc.response)
+                if attempt == MAX_RETRIES or wait is None or wait > MAX_RETRY_AFTER_SECONDS:
+                    raise ModelError("rate_limit_exceeded", _rate_limit_message(exc)) from None
+            except (openai.InternalServerError, openai.APIConnectionError) as exc:
+                log.warning("model call failed (attempt %d): %s", attempt + 1, exc)
+                if attempt == MAX_RETRIES:
+                    raise ModelError("server_error", GENERIC_ERROR) from None
+                wait = 0.5 * 2**attempt
+            except openai.APIStatusError as exc:
+                if exc.status_code in (401, 403):
+                    log.error("the model backend refused this service's credentials: %s", exc)
+                    raise ModelError("server_error", GENERIC_ERROR) from None
+                raise ModelError("invalid_prompt", f"The model refused the request: {_detail(exc)}") from None
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+def _finish_reason(value: str) -> FinishReason:
+    if value in ("tool_calls", "function_call"):
+        return "tool_calls"
+    if value in ("length", "content_filter"):
+        return "length" if value == "length" else "content_filter"
+    return "stop"
+
+
+def _retry_after(response: Any) -> float | None:
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None
+    return 1.0  # no advice: a short pause
+
+
+def _rate_limit_message(exc: openai.APIStatusError) -> str:
+    return f"The model is rate limited right now ({_detail(exc)}). Please try again later."
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:1000]
+    return f"HTTP {exc.status_code}"
+
+
+def _token_provider(base_url: str) -> Any:
+    """For an Azure endpoint: Entra ID tokens of the app's identity, refreshed as they expire."""
+    host = urlsplit(base_url).hostname or ""
+    if not host.endswith(AZURE_HOSTS):
+        return None
+    from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+    return get_bearer_token_provider(DefaultAzureCredential(), AZURE_SCOPE)

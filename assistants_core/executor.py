@@ -1,0 +1,749 @@
+"""The one component that drives a run through its life and emits its events.
+
+Every transition is written to storage first, conditional on the run being as this executor
+last saw it, and then reported as an OpenAI-shaped event (`Event`): the queue worker drains
+`drive` and drops the events; a streaming response forwards them. What a stream delivers and
+what a poller reads are therefore the same states. Text and tool-call arguments are streamed as
+deltas and stored once, when their message or step is complete, so a run's storage requests do
+not grow with the length of its answer.
+
+One executor at a time holds a run: it claims the run (queued -> in_progress) with a
+conditional write that also takes a lease, and renews the lease while the model answers. A
+second delivery of the same run finds it claimed and does nothing. A run whose executor died
+(its lease lapsed) is failed by whoever looks at it next (`settle`: a read, a lock check, the
+sweeper), and a run past `expires_at` is expired the same way, so no thread stays locked.
+Cancelling reaches the executor through storage: it looks at the run twice a second while the
+model answers, and stops reading the model when it finds `cancelling`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from . import ids, prompt
+from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
+from .errors import InvalidRequest
+from .models import Message
+from .models.base import WireModel
+from .models.message import Text, TextContentBlock
+from .models.run import (
+    EXPIRY_SECONDS,
+    FunctionCall,
+    FunctionCallWithOutput,
+    FunctionDelta,
+    FunctionHeaderDelta,
+    FunctionToolCall,
+    IncompleteDetails,
+    LastError,
+    MessageCreation,
+    MessageCreationDetails,
+    MessageDelta,
+    MessageDeltaContent,
+    RequiredAction,
+    RequiredActionToolCall,
+    Run,
+    RunStep,
+    RunStepDelta,
+    StepDeltaContent,
+    StepError,
+    SubmitToolOutputsAction,
+    TextDelta,
+    TextDeltaBlock,
+    ToolCallDelta,
+    ToolCallHeaderDelta,
+    ToolCallsDeltaDetails,
+    ToolCallsDetails,
+    ToolOutput,
+    Usage,
+)
+from .storage import Batch, ConcurrentUpdate, Record, Store, ThreadRuns, next_message
+
+log = logging.getLogger("assistants.runs")
+
+LEASE_SECONDS = 30  # a run whose executor has not renewed its lease for this long is taken as lost
+RENEW_SECONDS = 10
+CANCEL_CHECK_SECONDS = 0.5
+MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
+DEFAULT_CONTEXT_TOKENS = 128_000
+LOST = "The run's worker stopped before the run finished."
+_MESSAGE_ENDS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
+_TOO_MANY_CALLS = f"The model called tools {MAX_MODEL_CALLS} times in one run without answering."
+
+
+@dataclass(frozen=True)
+class Event:
+    """An Assistants stream event: its name and its data."""
+
+    event: str
+    data: BaseModel
+
+
+class Execution(WireModel):
+    """What the executor keeps with a run, never shown to clients."""
+
+    owner: str | None = None
+    lease_until: float = 0
+    queued_at: int = 0
+    steps: int = 0  # the number the next step takes
+    calls: int = 0  # model calls made
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    open_step: str | None = None
+    open_message: str | None = None
+    pending_usage: Usage | None = None  # of the completion that asked for the pending tool calls
+
+
+class StoredRun(WireModel):
+    run: Run
+    execution: Execution = Field(default_factory=Execution)
+
+    def usage(self) -> Usage:
+        e = self.execution
+        return Usage(
+            prompt_tokens=e.prompt_tokens,
+            completion_tokens=e.completion_tokens,
+            total_tokens=e.prompt_tokens + e.completion_tokens,
+        )
+
+
+def stored(record: Record) -> StoredRun:
+    return StoredRun.model_validate_json(record.document)
+
+
+def _json(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+class RunGone(Exception):
+    """The run ended or vanished under this executor (another ended it, the thread was deleted)."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Expired(Exception):
+    pass
+
+
+@dataclass
+class _Held:
+    """The run as this executor last wrote or read it, and the thread's record."""
+
+    runs: ThreadRuns
+    record: Record
+    state: StoredRun
+    thread: Record | None = None
+
+    @property
+    def run(self) -> Run:
+        return self.state.run
+
+
+@dataclass
+class _Answer:
+    """What one model call has produced so far."""
+
+    text: str = ""
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)  # index -> id, name, arguments
+    reason: str = "stop"
+    usage: Usage | None = None
+
+
+class Executor:
+    def __init__(
+        self, store: Store, backend: ModelBackend | None, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    ) -> None:
+        self._store = store
+        self.backend = backend
+        self._context_tokens = context_tokens
+
+    # --- driving ----------------------------------------------------------------------------
+
+    def drive(self, thread_id: str, run_id: str) -> Iterator[Event]:
+        """Take the run if it waits for an executor and run it to its next stop (an end, or
+        `requires_action`), yielding its events; nothing if it needs no executor."""
+        held = self._load(thread_id, run_id)
+        if held is None:
+            return
+        settled = self._settle(held)
+        if settled is not None:
+            yield from settled
+            return
+        if held.run.status == "cancelling":  # cancelled before anyone took it
+            yield from self._end(held, "cancelled")
+            return
+        if held.run.status != "queued":
+            return
+        try:
+            owner = secrets.token_hex(8)
+            self._write(held, lambda s: _claim(s, owner))
+        except RunGone:
+            return
+        yield Event("thread.run.in_progress", held.run)
+        try:
+            yield from self._loop(held)
+        except _Cancelled:
+            yield Event("thread.run.cancelling", held.run)
+            yield from self._end(held, "cancelled")
+        except _Expired:
+            yield from self._end(held, "expired")
+        except RunGone:
+            return
+
+    def _loop(self, held: _Held) -> Iterator[Event]:
+        """One model call, and what follows from its answer."""
+        if held.state.execution.calls > MAX_MODEL_CALLS:
+            yield from self._end(held, "failed", LastError(code="server_error", message=_TOO_MANY_CALLS))
+            return
+        try:
+            body = self._request(held)
+        except prompt.Unservable as exc:
+            yield from self._end(held, "failed", LastError(code="invalid_prompt", message=str(exc)))
+            return
+        if body is None:
+            yield from self._end(held, "incomplete", reason="max_prompt_tokens")
+            return
+        answer = _Answer()
+        try:
+            yield from self._call(held, body, answer)
+        except ModelError as exc:
+            yield from self._end(held, "failed", LastError(code=exc.code, message=exc.message))
+            return
+        usage = answer.usage or Usage(
+            prompt_tokens=prompt.estimate(body["messages"]),  # type: ignore[arg-type]
+            completion_tokens=len(answer.text) // prompt.CHARS_PER_TOKEN + 1,
+        )
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        yield from self._record_answer(held, answer, usage)
+
+    def _request(self, held: _Held) -> dict[str, object] | None:
+        """The next model call's request (the claim counted it), or None if the prompt budget
+        cannot hold even the newest message."""
+        run, execution = held.run, held.state.execution
+        turns = self._turns(held)
+        fixed = prompt.system_message(run) + turns
+        budget = self._context_tokens
+        if run.max_prompt_tokens is not None:
+            budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
+        try:
+            history = prompt.fit(self._history(held), run, budget - prompt.estimate(fixed))
+        except prompt.TooLong:
+            return None
+        completion_budget = None
+        if run.max_completion_tokens is not None:
+            completion_budget = run.max_completion_tokens - execution.completion_tokens
+        messages = prompt.system_message(run) + history + turns
+        return prompt.request_body(run, messages, execution.calls == 1, completion_budget)
+
+    def _history(self, held: _Held) -> Iterator[Message]:
+        """The thread's messages from before the run, newest first, read a page at a time."""
+        after: str | None = None
+        while True:
+            documents, more = held.runs.messages.page("desc", 100, after, None)
+            for doc in documents:
+                message = Message.model_validate_json(doc)
+                if message.run_id != held.run.id:
+                    yield message
+            if not more or not documents:
+                return
+            after = Message.model_validate_json(documents[-1]).id
+
+    def _turns(self, held: _Held) -> list[dict[str, object]]:
+        """The run's own earlier turns, in order: its messages and its answered tool calls."""
+        if held.state.execution.steps == 0:
+            return []
+        steps, _ = held.runs.steps(held.run.id).page("asc", 100, None, None)
+        turns: list[dict[str, object]] = []
+        for doc in steps:
+            step = RunStep.model_validate_json(doc)
+            details = step.step_details
+            if isinstance(details, ToolCallsDetails):
+                turns += prompt.tool_turn(details.tool_calls)
+            else:
+                record = held.runs.messages.get(details.message_creation.message_id, for_write=True)
+                if record is not None:
+                    turns.append(prompt.chat_message(Message.model_validate_json(record.document)))
+        return turns
+
+    def _call(self, held: _Held, body: dict[str, object], answer: _Answer) -> Iterator[Event]:
+        """One model call: text deltas as they come, tool calls gathered for the end."""
+        assert self.backend is not None
+        stream = self.backend.stream(dict(body))
+        checked = renewed = time.monotonic()
+        try:
+            while True:
+                try:
+                    fragment = stream.next(timeout=CANCEL_CHECK_SECONDS)
+                except StopIteration:
+                    return
+                now = time.monotonic()
+                if now - checked >= CANCEL_CHECK_SECONDS:
+                    checked = now
+                    self._check(held)
+                if now - renewed >= RENEW_SECONDS:
+                    renewed = now
+                    self._write(held, _renew)
+                if isinstance(fragment, TextFragment):
+                    if held.state.execution.open_message is None:
+                        yield from self._open_message(held)
+                    first = not answer.text
+                    answer.text += fragment.text
+                    message_id = held.state.execution.open_message
+                    assert message_id is not None
+                    yield Event("thread.message.delta", _text_delta(message_id, fragment.text, first))
+                elif isinstance(fragment, ToolCallFragment):
+                    call = answer.calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = call["id"] or (fragment.id or "")
+                    call["name"] = call["name"] or (fragment.name or "")
+                    call["arguments"] += fragment.arguments
+                elif isinstance(fragment, Finished):
+                    answer.reason, answer.usage = fragment.reason, fragment.usage
+        finally:
+            stream.close()
+
+    def _check(self, held: _Held) -> None:
+        """Raise _Cancelled if the run is being cancelled, _Expired past its deadline; take in
+        other changes (metadata)."""
+        if time.time() >= (held.run.expires_at or 0):
+            raise _Expired()
+        record = held.runs.get(held.run.id)
+        if record is None:
+            raise RunGone()
+        if record.etag != held.record.etag:
+            held.record, held.state = record, stored(record)
+        if held.run.status == "cancelling":
+            raise _Cancelled()
+        if held.run.status != "in_progress":
+            raise RunGone()
+
+    def _open_message(self, held: _Held) -> Iterator[Event]:
+        """A message_creation step and its message, in progress, empty."""
+        run = held.run
+        now = ids.unix_seconds()
+        number = next_message(self._thread(held))  # no other message comes while the run locks the thread
+        message_id = ids.sequential_id(ids.MESSAGE, number)
+        step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
+        step = RunStep(
+            id=step_id,
+            created_at=now,
+            run_id=run.id,
+            assistant_id=run.assistant_id,
+            thread_id=run.thread_id,
+            type="message_creation",
+            step_details=MessageCreationDetails(message_creation=MessageCreation(message_id=message_id)),
+        )
+        message = Message(
+            id=message_id,
+            created_at=now,
+            thread_id=run.thread_id,
+            status="in_progress",
+            role="assistant",
+            content=[],
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+
+        def change(state: StoredRun) -> None:
+            state.execution.steps += 1
+            state.execution.open_step, state.execution.open_message = step_id, message_id
+
+        def extra(batch: Batch) -> None:
+            batch.add(held.runs.lock(self._thread(held), run.id, number + 1))
+            batch.insert(held.runs.steps(run.id), step_id, _json(step))
+            batch.insert(held.runs.messages, message_id, _json(message), group=run.id)
+
+        self._write(held, change, extra)
+        held.thread = None  # its version moved on
+        yield Event("thread.run.step.created", step)
+        yield Event("thread.run.step.in_progress", step)
+        yield Event("thread.message.created", message)
+        yield Event("thread.message.in_progress", message)
+
+    def _record_answer(self, held: _Held, answer: _Answer, usage: Usage) -> Iterator[Event]:
+        """After a model call: the message finished, then the tool calls asked for, or the run's end."""
+        run = held.run
+        calls = [_call_with_id(c) for _, c in sorted(answer.calls.items()) if c["name"]]
+        budget_spent = (
+            run.max_completion_tokens is not None
+            and held.state.execution.completion_tokens + usage.completion_tokens >= run.max_completion_tokens
+        )
+        cut = answer.reason in ("length", "content_filter")
+
+        def charge(state: StoredRun) -> None:
+            state.execution.prompt_tokens += usage.prompt_tokens
+            state.execution.completion_tokens += usage.completion_tokens
+
+        if held.state.execution.open_message is not None:
+            reason: Literal["max_tokens", "content_filter"] | None = None
+            if cut:
+                reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
+            step_usage = Usage() if calls else usage
+            yield from self._close_message(held, answer.text, reason, step_usage, charge)
+            charge = _no_change
+        if cut and answer.reason == "length" and budget_spent:
+            charge(held.state)
+            yield from self._end(held, "incomplete", reason="max_completion_tokens")
+            return
+        if calls and not cut:
+            yield from self._ask_for_outputs(held, calls, usage, charge)
+            return
+        charge(held.state)
+        yield from self._end(held, "completed")
+
+    def _close_message(
+        self,
+        held: _Held,
+        text: str,
+        reason: Literal["max_tokens", "content_filter"] | None,
+        usage: Usage,
+        change: Callable[[StoredRun], None],
+    ) -> Iterator[Event]:
+        now = ids.unix_seconds()
+        message_id, step_id = held.state.execution.open_message, held.state.execution.open_step
+        assert message_id is not None and step_id is not None
+        message_record = held.runs.messages.get(message_id, for_write=True)
+        step_record = held.runs.steps(held.run.id).get(step_id, for_write=True)
+        if message_record is None or step_record is None:
+            raise RunGone()
+        message = Message.model_validate_json(message_record.document)
+        message.content = [TextContentBlock(type="text", text=Text(value=text))] if text else []
+        if reason is None:
+            message.status, message.completed_at = "completed", now
+        else:
+            message.status, message.incomplete_at = "incomplete", now
+            message.incomplete_details = {"reason": reason}
+        step = RunStep.model_validate_json(step_record.document)
+        step.status, step.completed_at, step.usage = "completed", now, usage
+
+        def close(state: StoredRun) -> None:
+            change(state)
+            state.execution.open_message = state.execution.open_step = None
+
+        def extra(batch: Batch) -> None:
+            batch.replace(held.runs.messages, message_id, message_record, _json(message))
+            batch.replace(held.runs.steps(held.run.id), step_id, step_record, _json(step))
+
+        self._write(held, close, extra)
+        yield Event("thread.message.completed" if reason is None else "thread.message.incomplete", message)
+        yield Event("thread.run.step.completed", step)
+
+    def _ask_for_outputs(
+        self,
+        held: _Held,
+        calls: list[FunctionToolCall],
+        usage: Usage,
+        charge: Callable[[StoredRun], None],
+    ) -> Iterator[Event]:
+        """A tool_calls step (left in progress until the outputs come) and requires_action."""
+        run = held.run
+        step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
+        step = RunStep(
+            id=step_id,
+            created_at=ids.unix_seconds(),
+            run_id=run.id,
+            assistant_id=run.assistant_id,
+            thread_id=run.thread_id,
+            type="tool_calls",
+            step_details=ToolCallsDetails(tool_calls=calls),
+        )
+        action = RequiredAction(
+            submit_tool_outputs=SubmitToolOutputsAction(
+                tool_calls=[
+                    RequiredActionToolCall(
+                        id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
+                    )
+                    for c in calls
+                ]
+            )
+        )
+
+        def change(state: StoredRun) -> None:
+            charge(state)
+            state.execution.steps += 1
+            state.execution.open_step = step_id
+            state.execution.pending_usage = usage
+            state.run.status, state.run.required_action = "requires_action", action
+
+        self._write(
+            held,
+            change,
+            lambda b: b.insert(held.runs.steps(run.id), step_id, _json(step)),
+        )
+        empty = step.model_copy(update={"step_details": ToolCallsDetails()})
+        yield Event("thread.run.step.created", empty)
+        yield Event("thread.run.step.in_progress", empty)
+        for index, call in enumerate(calls):
+            header = ToolCallHeaderDelta(
+                index=index, id=call.id, function=FunctionHeaderDelta(name=call.function.name)
+            )
+            yield Event("thread.run.step.delta", _step_delta(step_id, header))
+            if call.function.arguments:
+                fragment = ToolCallDelta(
+                    index=index, function=FunctionDelta(arguments=call.function.arguments)
+                )
+                yield Event("thread.run.step.delta", _step_delta(step_id, fragment))
+        yield Event("thread.run.requires_action", held.run)
+
+    # --- ends -------------------------------------------------------------------------------
+
+    def _end(
+        self,
+        held: _Held,
+        status: Literal["completed", "failed", "cancelled", "expired", "incomplete"],
+        error: LastError | None = None,
+        reason: Literal["max_completion_tokens", "max_prompt_tokens"] | None = None,
+    ) -> Iterator[Event]:
+        """The run's end: its open step and message closed to match, the lock released, all in
+        one write; then their events and the run's."""
+        now = ids.unix_seconds()
+        execution = held.state.execution
+        runs = held.runs
+        step_record = (
+            runs.steps(held.run.id).get(execution.open_step, for_write=True) if execution.open_step else None
+        )
+        message_record = (
+            runs.messages.get(execution.open_message, for_write=True) if execution.open_message else None
+        )
+        events: list[Event] = []
+        step_status = {"completed": "completed", "incomplete": "completed", "failed": "failed"}.get(
+            status, status
+        )
+        message_reason = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}.get(
+            status
+        )
+
+        def extra(batch: Batch) -> None:
+            events.clear()  # a write redone builds them again
+            if message_record is not None and execution.open_message:
+                message = Message.model_validate_json(message_record.document)
+                message.status, message.incomplete_at = "incomplete", now
+                message.incomplete_details = {"reason": message_reason or "max_tokens"}
+                batch.replace(runs.messages, execution.open_message, message_record, _json(message))
+                events.append(Event("thread.message.incomplete", message))
+            if step_record is not None and execution.open_step:
+                step = RunStep.model_validate_json(step_record.document)
+                step.status = step_status  # type: ignore[assignment]
+                setattr(step, f"{step_status}_at", now)
+                if status == "failed" and error is not None and error.code != "invalid_prompt":
+                    step.last_error = StepError(code=error.code, message=error.message)
+                elif status == "failed" and error is not None:
+                    step.last_error = StepError(code="server_error", message=error.message)
+                batch.replace(runs.steps(held.run.id), execution.open_step, step_record, _json(step))
+                events.append(Event(f"thread.run.step.{step_status}", step))
+            batch.add(runs.unlock())
+
+        def change(state: StoredRun) -> None:
+            run = state.run
+            run.status, run.required_action = status, None
+            run.usage = state.usage()
+            if status != "expired":
+                run.expires_at = None
+            if status in ("completed", "failed", "cancelled"):
+                setattr(run, f"{status}_at", now)
+            run.last_error = error
+            run.incomplete_details = IncompleteDetails(reason=reason) if reason else None
+            state.execution.open_step = state.execution.open_message = None
+            state.execution.owner = None
+
+        self._write(held, change, extra)
+        self._store.active_runs().remove(held.run.id)
+        yield from events
+        yield Event(f"thread.run.{status}", held.run)
+
+    def settle(self, thread_id: str, run_id: str) -> StoredRun | None:
+        """The run, after ending it if it is past its deadline or its executor is lost."""
+        held = self._load(thread_id, run_id)
+        if held is None:
+            return None
+        for _ in self._settle(held) or ():
+            pass
+        return held.state
+
+    def _settle(self, held: _Held) -> Iterator[Event] | None:
+        """The events of ending the run now, if it must end now; else None."""
+        run, execution = held.run, held.state.execution
+        if not run.is_active:
+            return None
+        if time.time() >= (run.expires_at or 0):
+            return self._end(held, "expired")
+        lost = execution.owner is not None and time.time() > execution.lease_until
+        if lost and run.status == "in_progress":
+            return self._end(held, "failed", LastError(code="server_error", message=LOST))
+        if lost and run.status == "cancelling":
+            return self._end(held, "cancelled")
+        return None
+
+    def fail(self, thread_id: str, run_id: str, message: str) -> None:
+        """End the run as failed, if it has not ended."""
+        held = self._load(thread_id, run_id)
+        if held is not None and held.run.is_active:
+            for _ in self._end(held, "failed", LastError(code="server_error", message=message)):
+                pass
+
+    # --- requests from clients --------------------------------------------------------------
+
+    def accept_tool_outputs(self, thread_id: str, run_id: str, outputs: list[ToolOutput]) -> list[Event]:
+        """requires_action -> queued, the tool_calls step completed with the outputs."""
+        held = self._load(thread_id, run_id)
+        if held is None:
+            raise RunGone()
+        for _ in self._settle(held) or ():
+            pass
+        run = held.run
+        if run.status != "requires_action" or run.required_action is None:
+            raise InvalidRequest(f'Runs in status "{run.status}" do not accept tool outputs.')
+        expected = [c.id for c in run.required_action.submit_tool_outputs.tool_calls]
+        given = [o.tool_call_id for o in outputs]
+        if sorted(expected) != sorted(given):
+            raise InvalidRequest(f"Expected tool outputs for call_ids {expected}, got {given}")
+        by_id = {o.tool_call_id: o.output for o in outputs}
+        step_id = held.state.execution.open_step
+        assert step_id is not None
+        step_record = held.runs.steps(run_id).get(step_id, for_write=True)
+        if step_record is None:
+            raise RunGone()
+        step = RunStep.model_validate_json(step_record.document)
+        assert isinstance(step.step_details, ToolCallsDetails)
+        step.step_details.tool_calls = [
+            c.model_copy(
+                update={
+                    "function": FunctionCallWithOutput(**{**c.function.model_dump(), "output": by_id[c.id]})
+                }
+            )
+            for c in step.step_details.tool_calls
+        ]
+        step.status, step.completed_at = "completed", ids.unix_seconds()
+        step.usage = held.state.execution.pending_usage or Usage()
+
+        def change(state: StoredRun) -> None:
+            state.run.status, state.run.required_action = "queued", None
+            state.execution.open_step, state.execution.pending_usage = None, None
+            state.execution.queued_at = ids.unix_seconds()
+
+        self._write(
+            held,
+            change,
+            lambda b: b.replace(held.runs.steps(run_id), step_id, step_record, _json(step)),
+            retry=False,
+        )
+        return [Event("thread.run.step.completed", step), Event("thread.run.queued", held.run)]
+
+    def cancel(self, thread_id: str, run_id: str) -> tuple[Run, list[Event]]:
+        """A queued or waiting run ends cancelled now; a running one is marked cancelling and its
+        executor ends it."""
+        while True:
+            held = self._load(thread_id, run_id)
+            if held is None:
+                raise RunGone()
+            events = list(self._settle(held) or ())
+            run = held.run
+            if not run.is_active or run.status == "cancelling":
+                raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
+            try:
+                if run.status == "in_progress":
+                    self._write(held, _mark_cancelling, retry=False)
+                    return held.run, events
+                events += list(self._end(held, "cancelled"))
+                return held.run, events
+            except (ConcurrentUpdate, RunGone):  # it moved on meanwhile (an executor took it): look again
+                continue
+
+    # --- storage ----------------------------------------------------------------------------
+
+    def _load(self, thread_id: str, run_id: str) -> _Held | None:
+        runs = self._store.threads().runs(thread_id)
+        record = runs.get(run_id)
+        return _Held(runs, record, stored(record)) if record is not None else None
+
+    def _thread(self, held: _Held) -> Record:
+        if held.thread is None:
+            held.thread = self._store.threads().get(held.run.thread_id)
+            if held.thread is None:
+                raise RunGone()
+        return held.thread
+
+    def _write(
+        self,
+        held: _Held,
+        change: Callable[[StoredRun], None],
+        extra: Callable[[Batch], None] | None = None,
+        retry: bool = True,
+    ) -> None:
+        """Apply `change` to the run and write it (with `extra` in the same transaction), only if
+        the run is as last seen. If it changed meanwhile: a cancel or an end stops this executor
+        (_Cancelled, RunGone); any other change (metadata) is taken in and the write redone."""
+        while True:
+            state = held.state.model_copy(deep=True)
+            change(state)
+            batch = Batch(held.runs.partition)
+            batch.replace(held.runs.runs, held.run.id, held.record, _json(state))
+            if extra is not None:
+                extra(batch)
+            try:
+                written = batch.commit()
+            except ConcurrentUpdate:
+                if not retry:
+                    raise
+                was = held.run.status
+                record = held.runs.get(held.run.id)
+                if record is None:
+                    raise RunGone() from None
+                held.record, held.state, held.thread = record, stored(record), None
+                if held.run.status != was:
+                    if held.run.status == "cancelling" and was == "in_progress":
+                        raise _Cancelled() from None
+                    raise RunGone() from None
+                continue
+            held.record, held.state = written[held.run.id], state
+            return
+
+
+def _claim(state: StoredRun, owner: str) -> None:
+    """Taken by `owner` for one model call."""
+    now = time.time()
+    state.run.status = "in_progress"
+    state.run.started_at = int(now)
+    state.execution.owner, state.execution.lease_until = owner, now + LEASE_SECONDS
+    state.execution.calls += 1
+
+
+def _renew(state: StoredRun) -> None:
+    state.execution.lease_until = time.time() + LEASE_SECONDS
+
+
+def _mark_cancelling(state: StoredRun) -> None:
+    state.run.status = "cancelling"
+
+
+def _no_change(state: StoredRun) -> None:
+    return None
+
+
+def _call_with_id(call: dict[str, str]) -> FunctionToolCall:
+    call_id = call["id"] or ids.random_id(ids.CALL)
+    return FunctionToolCall(
+        id=call_id, function=FunctionCallWithOutput(name=call["name"], arguments=call["arguments"])
+    )
+
+
+def _text_delta(message_id: str, text: str, first: bool) -> MessageDelta:
+    block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=[] if first else None))
+    return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
+
+
+def _step_delta(step_id: str, call: ToolCallHeaderDelta | ToolCallDelta) -> RunStepDelta:
+    return RunStepDelta(
+        id=step_id, delta=StepDeltaContent(step_details=ToolCallsDeltaDetails(tool_calls=[call]))
+    )
+
+
+def new_run_expiry(created_at: int, seconds: int = EXPIRY_SECONDS) -> int:
+    return created_at + seconds

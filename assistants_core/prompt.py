@@ -1,0 +1,137 @@
+"""How a run becomes a chat-completions request: the system message, the thread's messages as
+the truncation strategy and the prompt budget allow, the run's own earlier turns (its messages,
+its tool calls and their outputs), the tools and the options.
+
+Tokens are estimated (`estimate`: characters / 4, plus a few per message), since the model's
+tokenizer is unknown; the model's own `usage` is what the run's budgets are charged with.
+`truncation_strategy` `auto` keeps the most recent messages that fit the budget (the oldest
+go first); `last_messages` keeps that many of the most recent, then fits them the same way.
+Earlier runs' tool calls are not replayed: what they led to is in the messages they wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from .models import Message
+from .models.message import ImageURLContentBlock, TextContentBlock
+from .models.run import FunctionToolCall, FunctionToolChoice, Run
+from .models.tools import ResponseFormatJsonObject, ResponseFormatJsonSchema
+
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD = 4
+
+
+class Unservable(Exception):
+    """The thread holds what cannot be sent to a chat-completions model yet."""
+
+
+class TooLong(Exception):
+    """Not even the newest message fits the prompt budget."""
+
+
+def estimate(messages: Iterable[dict[str, Any]]) -> int:
+    return sum(
+        len(json.dumps(m.get("content") or m.get("tool_calls") or "")) // CHARS_PER_TOKEN + MESSAGE_OVERHEAD
+        for m in messages
+    )
+
+
+def system_message(run: Run) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": run.instructions}] if run.instructions else []
+
+
+def chat_message(message: Message) -> dict[str, Any]:
+    """A thread message as chat completions takes it."""
+    if message.attachments:
+        raise Unservable(
+            f"Message {message.id} has file attachments, which this service cannot give the model yet."
+        )
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextContentBlock):
+            parts.append({"type": "text", "text": part.text.value})
+        elif isinstance(part, ImageURLContentBlock) and message.role == "user":
+            parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
+        elif not isinstance(part, ImageURLContentBlock):
+            raise Unservable(
+                f"Message {message.id} has an image_file part: files cannot be given to the model yet "
+                "(use an image_url part instead)."
+            )
+    if message.role == "assistant" or all(p["type"] == "text" for p in parts):
+        return {"role": message.role, "content": "".join(p.get("text", "") for p in parts)}
+    return {"role": message.role, "content": parts}
+
+
+def tool_turn(calls: list[FunctionToolCall]) -> list[dict[str, Any]]:
+    """A tool_calls step and its outputs: the assistant's calls, then one tool message each."""
+    turn: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for call in calls
+            ],
+        }
+    ]
+    turn += [{"role": "tool", "tool_call_id": c.id, "content": c.function.output or ""} for c in calls]
+    return turn
+
+
+def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str, Any]]:
+    """The thread's messages, oldest first, that the truncation strategy keeps and `budget`
+    (estimated tokens, after the system message and the run's own turns) holds."""
+    kept: list[dict[str, Any]] = []
+    limit = run.truncation_strategy.last_messages if run.truncation_strategy.type == "last_messages" else None
+    used = 0
+    if budget <= 0:
+        raise TooLong()
+    for message in newest_first:
+        if limit is not None and len(kept) >= limit:
+            break
+        chat = chat_message(message)
+        cost = estimate([chat])
+        if used + cost > budget:
+            if not kept:
+                raise TooLong()
+            break
+        kept.append(chat)
+        used += cost
+    kept.reverse()
+    return kept
+
+
+def request_body(
+    run: Run, messages: list[dict[str, Any]], first_call: bool, completion_budget: int | None
+) -> dict[str, Any]:
+    """The chat-completions request for one model call of the run."""
+    body: dict[str, Any] = {"model": run.model, "messages": messages}
+    tools = [tool.model_dump() for tool in run.function_tools()]
+    if tools:
+        body["tools"] = tools
+        body["parallel_tool_calls"] = run.parallel_tool_calls
+        # A forcing choice applies to the run's first call only: forced on every call, the
+        # model would call the tool again each time, for ever.
+        choice = run.tool_choice if first_call else "auto"
+        if isinstance(choice, FunctionToolChoice):
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.function.name}}
+        elif isinstance(choice, str):
+            body["tool_choice"] = choice
+    if isinstance(run.response_format, ResponseFormatJsonObject | ResponseFormatJsonSchema):
+        body["response_format"] = run.response_format.model_dump()
+    if run.temperature is not None:
+        body["temperature"] = run.temperature
+    if run.top_p is not None:
+        body["top_p"] = run.top_p
+    if completion_budget is not None:
+        body["max_completion_tokens"] = completion_budget
+    if run.reasoning_effort is not None:
+        body["reasoning_effort"] = run.reasoning_effort
+    return body

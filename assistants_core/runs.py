@@ -1,0 +1,327 @@
+"""What each run operation does: create (on a thread, or with a new thread), list, retrieve,
+modify, submit tool outputs, cancel, and the steps. The lifecycle itself is the executor's.
+
+A run is created `queued`, in the same transaction that locks its thread, and handed to the
+runs queue; the queue trigger's executor takes it from there. Reads settle a run first (see
+`Executor.settle`), so a run past its deadline or abandoned by its executor is seen ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import ids
+from .documents import document, optimistically
+from .errors import ApiError, InvalidRequest, NotFound
+from .executor import Event, Executor, RunGone, StoredRun, stored
+from .models import Assistant, CreateThreadRequest, Thread
+from .models.run import (
+    CreateRunRequest,
+    CreateThreadAndRunRequest,
+    FunctionToolChoice,
+    ModifyRunRequest,
+    Run,
+    RunStep,
+    SubmitToolOutputsRequest,
+)
+from .models.tools import FunctionTool, ResponseFormatJsonSchema
+from .pagination import ListPage, ListQuery
+from .settings import MODEL_BASE_URL
+from .storage import (
+    Batch,
+    ConcurrentUpdate,
+    OwnerGone,
+    Record,
+    StorageUnavailable,
+    Store,
+    locked_by,
+    next_message,
+)
+from .storage.queue import RunQueue
+
+if TYPE_CHECKING:
+    from .service import Service
+
+POLL_AFTER_MS = 250  # what `openai-poll-after-ms` advises while a run is under way
+
+
+class Runs:
+    def __init__(self, store: Store, executor: Executor, service: Service) -> None:
+        self._store = store
+        self._settings = store.settings
+        self.executor = executor
+        self._queue = RunQueue(store.settings)
+        self._service = service
+
+    def _thread(self, thread_id: str) -> Record:
+        return self._service.thread_record(thread_id)
+
+    def _assistant(self, assistant_id: str) -> Assistant:
+        return self._service.retrieve_assistant(assistant_id)
+
+    # --- creating ---------------------------------------------------------------------------
+
+    def create(self, thread_id: str, request: CreateRunRequest) -> Run:
+        self._refuse_stream(request.stream)
+        self._require_backend()
+        assistant = self._assistant(request.assistant_id)
+
+        def attempt() -> Run:
+            thread = self._thread(thread_id)
+            self.check_unlocked(
+                thread, lambda run_id: f"Thread {thread_id} already has an active run {run_id}."
+            )
+            number = next_message(thread)
+            created_at = ids.unix_seconds()
+            batch = Batch(self._store.threads().runs(thread_id).partition)
+            runs = self._store.threads().runs(thread_id)
+            for n, body in enumerate(request.additional_messages or []):
+                message = body.to_message(ids.sequential_id(ids.MESSAGE, number + n), thread_id, created_at)
+                batch.insert(
+                    runs.messages,
+                    message.id,
+                    document(message, body.given(), f"additional_messages[{n}]"),
+                )
+            number += len(request.additional_messages or [])
+            run = self._new_run(assistant, request, thread_id, ids.sequential_id(ids.RUN, number), created_at)
+            batch.add(runs.lock(thread, run.id, number + 1))
+            batch.insert(runs.runs, run.id, self._stored(run, request.given()))
+            self._store.active_runs().add(thread_id, run.id)
+            batch.commit()
+            return run
+
+        run: Run = optimistically(attempt)
+        self.enqueue(run)
+        return run
+
+    def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run:
+        self._refuse_stream(request.stream)
+        self._require_backend()
+        assistant = self._assistant(request.assistant_id)
+        thread_request = request.thread or CreateThreadRequest.parse({})
+        thread_id, created_at = ids.new_id(ids.THREAD)
+        thread = Thread(id=thread_id, created_at=created_at).with_changes(thread_request.thread_fields())
+        messages = []
+        for number, body in enumerate(thread_request.messages or []):
+            message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
+            messages.append((message.id, document(message, body.given(), f"thread.messages[{number}]")))
+        run_id = ids.sequential_id(ids.RUN, len(messages))
+        run = self._new_run(assistant, request, thread_id, run_id, created_at)
+        thread_document = document(thread, thread_request.thread_fields(), "thread")
+        self._store.active_runs().add(thread_id, run.id)
+        self._store.threads().create(
+            thread_id, thread_document, messages, run=(run.id, self._stored(run, request.given()))
+        )
+        self.enqueue(run)
+        return run
+
+    def _new_run(
+        self,
+        assistant: Assistant,
+        request: CreateRunRequest | CreateThreadAndRunRequest,
+        thread_id: str,
+        run_id: str,
+        created_at: int,
+    ) -> Run:
+        """The run as the request and its assistant make it: the request's settings win."""
+        instructions = (
+            request.instructions if request.instructions is not None else assistant.instructions or ""
+        )
+        extra = request.additional_instructions if isinstance(request, CreateRunRequest) else None
+        if extra:
+            instructions = f"{instructions}\n\n{extra}" if instructions else extra
+        tools = request.tools if request.tools is not None else assistant.tools
+        run = Run(
+            id=run_id,
+            created_at=created_at,
+            assistant_id=assistant.id,
+            thread_id=thread_id,
+            expires_at=created_at + self._settings.run_expiry_seconds,
+            model=request.model or assistant.model,
+            instructions=instructions,
+            tools=tools,
+            tool_resources=(
+                request.tool_resources
+                if isinstance(request, CreateThreadAndRunRequest) and request.tool_resources
+                else assistant.tool_resources
+            ),
+            metadata=request.metadata or {},
+            temperature=request.temperature if request.temperature is not None else assistant.temperature,
+            top_p=request.top_p if request.top_p is not None else assistant.top_p,
+            max_prompt_tokens=request.max_prompt_tokens,
+            max_completion_tokens=request.max_completion_tokens,
+            response_format=request.response_format or assistant.response_format,
+            parallel_tool_calls=request.parallel_tool_calls
+            if request.parallel_tool_calls is not None
+            else True,
+            reasoning_effort=request.reasoning_effort or assistant.reasoning_effort,
+        )
+        if request.truncation_strategy is not None:
+            run.truncation_strategy = request.truncation_strategy
+        if request.tool_choice is not None:
+            run.tool_choice = request.tool_choice
+        _check(run)
+        return run
+
+    def _stored(self, run: Run, fields: dict[str, Any]) -> bytes:
+        state = StoredRun(run=run)
+        state.execution.queued_at = run.created_at
+        return document(state, fields)
+
+    def enqueue(self, run: Run) -> None:
+        try:
+            self._queue.send(run.thread_id, run.id)
+        except StorageUnavailable:
+            # Nothing would ever execute it: end it now, rather than leave the thread locked.
+            try:
+                self.executor.fail(run.thread_id, run.id, "The run could not be queued for execution.")
+            finally:
+                raise
+
+    def _require_backend(self) -> None:
+        if self.executor.backend is None:
+            raise InvalidRequest(
+                f"This service has no model backend configured: set {MODEL_BASE_URL} (and, unless the "
+                "backend authenticates the app's identity, ASSISTANTS_MODEL_API_KEY) to run assistants.",
+                param="assistant_id",
+                code="model_not_configured",
+            )
+
+    @staticmethod
+    def _refuse_stream(stream: bool | None) -> None:
+        if stream:
+            raise InvalidRequest(
+                "Streaming runs ('stream': true) are not supported yet by this service; create the run "
+                "without 'stream' and poll it.",
+                param="stream",
+                code="unsupported_parameter",
+            )
+
+    def check_unlocked(self, thread: Record, refusal: Callable[[str], str]) -> None:
+        """A 400 (`refusal` of the run's id) if a run locks the thread. A run that has to end now
+        (expired, abandoned) is ended first, and ConcurrentUpdate asks the caller to read the
+        thread again."""
+        run_id = locked_by(thread)
+        if run_id is None:
+            return
+        thread_id = str(thread.first["id"])
+        state = self.executor.settle(thread_id, run_id)
+        if state is not None and state.run.is_active:
+            raise InvalidRequest(refusal(run_id))
+        fresh = self._store.threads().get(thread_id)
+        if fresh is not None and fresh.etag != thread.etag:
+            raise ConcurrentUpdate()
+
+    # --- reading and changing ---------------------------------------------------------------
+
+    def list(self, thread_id: str, query: ListQuery) -> ListPage[Run]:
+        if not ids.is_valid(ids.THREAD, thread_id):
+            raise NotFound.object("thread", thread_id)
+        try:
+            documents, has_more = (
+                self._store.threads()
+                .runs(thread_id)
+                .runs.page(query.order, query.limit, query.after, query.before)
+            )
+        except OwnerGone:
+            raise NotFound.object("thread", thread_id) from None
+        return ListPage[Run].of([StoredRun.model_validate_json(d).run for d in documents], has_more)
+
+    def retrieve(self, thread_id: str, run_id: str) -> Run:
+        self._ids(thread_id, run_id)
+        state = self.executor.settle(thread_id, run_id)
+        if state is None:
+            raise self._missing(thread_id, run_id)
+        return state.run
+
+    def modify(self, thread_id: str, run_id: str, request: ModifyRunRequest) -> Run:
+        self._ids(thread_id, run_id)
+        runs = self._store.threads().runs(thread_id)
+
+        def attempt() -> Run:
+            record = runs.get(run_id)
+            if record is None:
+                raise self._missing(thread_id, run_id)
+            state = stored(record)
+            state.run = state.run.with_changes(request.given())
+            runs.runs.replace(run_id, record, document(state, request.given()))
+            return state.run
+
+        run: Run = optimistically(attempt)
+        return run
+
+    def submit_tool_outputs(self, thread_id: str, run_id: str, request: SubmitToolOutputsRequest) -> Run:
+        self._refuse_stream(request.stream)
+        self._ids(thread_id, run_id)
+
+        def attempt() -> list[Event]:
+            try:
+                return self.executor.accept_tool_outputs(thread_id, run_id, request.tool_outputs)
+            except RunGone:
+                raise self._missing(thread_id, run_id) from None
+
+        events: list[Event] = optimistically(attempt)
+        run = events[-1].data
+        assert isinstance(run, Run)
+        self.enqueue(run)
+        return run
+
+    def cancel(self, thread_id: str, run_id: str) -> Run:
+        self._ids(thread_id, run_id)
+        try:
+            run, _ = self.executor.cancel(thread_id, run_id)
+        except RunGone:
+            raise self._missing(thread_id, run_id) from None
+        return run
+
+    def list_steps(self, thread_id: str, run_id: str, query: ListQuery) -> ListPage[RunStep]:
+        self.retrieve(thread_id, run_id)
+        documents, has_more = (
+            self._store.threads()
+            .runs(thread_id)
+            .steps(run_id)
+            .page(query.order, query.limit, query.after, query.before)
+        )
+        return ListPage[RunStep].of([RunStep.model_validate_json(d) for d in documents], has_more)
+
+    def retrieve_step(self, thread_id: str, run_id: str, step_id: str) -> RunStep:
+        self.retrieve(thread_id, run_id)
+        record = None
+        if ids.is_valid(ids.STEP, step_id):
+            record = self._store.threads().runs(thread_id).steps(run_id).get(step_id, for_write=True)
+        if record is None:
+            raise NotFound.object("run step", step_id)
+        return RunStep.model_validate_json(record.document)
+
+    def _ids(self, thread_id: str, run_id: str) -> None:
+        if not ids.is_valid(ids.THREAD, thread_id):
+            raise NotFound.object("thread", thread_id)
+        if not ids.is_valid(ids.RUN, run_id):
+            raise self._missing(thread_id, run_id)
+
+    def _missing(self, thread_id: str, run_id: str) -> ApiError:
+        """A 404 for the run, or for its thread if that is what is missing."""
+        self._thread(thread_id)
+        return NotFound.object("run", run_id)
+
+
+def _check(run: Run) -> None:
+    """What no model could be asked: a json_schema answer with tools it cannot call, or a
+    forced function the run does not have."""
+    if isinstance(run.response_format, ResponseFormatJsonSchema) and any(
+        not isinstance(tool, FunctionTool) for tool in run.tools
+    ):
+        raise InvalidRequest(
+            "Invalid tools: all tools must be of type `function` when `response_format` is of type "
+            "`json_schema`.",
+            param="response_format",
+        )
+    if isinstance(run.tool_choice, FunctionToolChoice):
+        name = run.tool_choice.function.name
+        if name not in {tool.function.name for tool in run.function_tools()}:
+            raise InvalidRequest(
+                f"Invalid 'tool_choice': the run has no function named '{name}'.",
+                param="tool_choice.function.name",
+                code="invalid_value",
+            )

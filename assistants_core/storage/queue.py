@@ -1,0 +1,91 @@
+"""The runs queue: a message per run that waits for an executor, read by the queue trigger.
+
+Messages are JSON, base64-encoded as the Functions host expects by default (a message it
+cannot decode goes to the poison queue unread). The queue is reached as the tables are: with
+the connection string, or in Azure at `ASSISTANTS_STORAGE_CONNECTION_STRING__queueServiceUri`
+as the app's identity, the same connection the trigger uses.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from .. import ids
+from ..settings import Settings
+from .rows import translated_errors
+from .store import CLIENT_OPTIONS
+
+_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
+
+
+class RunQueue:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: QueueClient | None = None
+        self._lock = threading.Lock()
+
+    def send(self, thread_id: str, run_id: str) -> None:
+        """Ask for an executor for the run (StorageUnavailable if the queue cannot be reached)."""
+        body = json.dumps({"thread_id": thread_id, "run_id": run_id})
+        with translated_errors():
+            self._queue().send_message(body)
+
+    def _queue(self) -> QueueClient:
+        with self._lock:
+            if self._client is None:
+                self._client = _client(self._settings)
+                if self._settings.storage_connection_string:  # local storage: make the queue if missing
+                    try:
+                        self._client.create_queue()
+                    except ResourceExistsError:
+                        pass
+                    except HttpResponseError:
+                        self._client = None
+                        raise
+            return self._client
+
+
+def _client(settings: Settings) -> QueueClient:
+    policies: dict[str, Any] = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": TextBase64DecodePolicy(),
+    }
+    if settings.storage_connection_string:
+        return QueueClient.from_connection_string(
+            settings.storage_connection_string, settings.runs_queue, **policies, **CLIENT_OPTIONS
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return QueueClient(
+        settings.queue_service_url or "",
+        settings.runs_queue,
+        credential=DefaultAzureCredential(),
+        **policies,
+        **CLIENT_OPTIONS,
+    )
+
+
+def read_message(body: bytes) -> tuple[str, str] | None:
+    """The (thread id, run id) a queue message names; None for anything else."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    thread_id, run_id = value.get("thread_id"), value.get("run_id")
+    if not (isinstance(thread_id, str) and ids.is_valid(ids.THREAD, thread_id)):
+        return None
+    if not (isinstance(run_id, str) and ids.is_valid(ids.RUN, run_id)):
+        return None
+    return thread_id, run_id
