@@ -1,0 +1,125 @@
+"""Runs survive what the platform does to them: the same queue message delivered twice, an
+executor that dies mid-run, a message that never arrives. The service runs in this process on
+real storage, and its queue worker and sweeper are called as the Functions host would call them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from assistants_core.backend import ModelBackend
+from assistants_core.executor import LOST, Execution, StoredRun
+from assistants_core.models import CreateAssistantRequest, CreateMessageRequest, CreateThreadRequest
+from assistants_core.models.run import CreateRunRequest
+from assistants_core.pagination import ListQuery
+from assistants_core.service import Service
+from assistants_core.storage import Batch
+from assistants_core.worker import Worker
+from tests.model_server import ModelServer, text
+from tests.support import Azurite, in_process_store, run_concurrently
+
+
+@pytest.fixture
+def service(azurite: Azurite, model: ModelServer) -> Iterator[tuple[Service, Worker]]:
+    store = in_process_store(azurite.connection_string)
+    store.settings = replace(store.settings, runs_queue="q" + secrets.token_hex(6))
+    service = Service(store, ModelBackend(model.base_url, "unused"))
+    yield service, Worker(store, service.runs)
+
+
+def started_run(service: Service) -> tuple[str, str]:
+    assistant = service.create_assistant(CreateAssistantRequest.parse({"model": "gpt-test"}))
+    thread = service.create_thread(
+        CreateThreadRequest.parse({"messages": [{"role": "user", "content": "Hi"}]})
+    )
+    run = service.runs.create(thread.id, CreateRunRequest.parse({"assistant_id": assistant.id}))
+    return thread.id, run.id
+
+
+def message(thread_id: str, run_id: str) -> bytes:
+    return json.dumps({"thread_id": thread_id, "run_id": run_id}).encode()
+
+
+def test_two_deliveries_of_one_run_make_one_reply(
+    service: tuple[Service, Worker], model: ModelServer
+) -> None:
+    svc, worker = service
+    model.respond_with(text("Only once.", delay_before=0.3))
+    thread_id, run_id = started_run(svc)
+    body = message(thread_id, run_id)
+    run_concurrently([lambda: worker.execute(body, 1), lambda: worker.execute(body, 1)])
+    worker.execute(body, 2)  # and a late redelivery
+    assert svc.runs.retrieve(thread_id, run_id).status == "completed"
+    assert len(model.requests) == 1
+    replies = svc.list_messages(thread_id, ListQuery(), run_id).data
+    assert [m.role for m in replies] == ["assistant"]
+
+
+def test_a_run_whose_executor_died_is_failed_when_read(service: tuple[Service, Worker]) -> None:
+    svc, _ = service
+    thread_id, run_id = started_run(svc)
+    abandon(svc, thread_id, run_id)
+    run = svc.runs.retrieve(thread_id, run_id)
+    assert run.status == "failed" and run.last_error is not None and run.last_error.message == LOST
+    svc.create_message(thread_id, CreateMessageRequest.parse({"role": "user", "content": "unlocked"}))
+
+
+def test_the_sweeper_ends_abandoned_runs_and_forgets_ended_ones(service: tuple[Service, Worker]) -> None:
+    svc, worker = service
+    thread_id, run_id = started_run(svc)
+    abandon(svc, thread_id, run_id)
+    active = svc.runs._store.active_runs()  # the index the sweeper reads
+    assert (thread_id, run_id) in list(active)
+    worker.sweep()
+    assert svc.runs.retrieve(thread_id, run_id).status == "failed"
+    assert (thread_id, run_id) not in list(active)
+    svc.create_message(thread_id, CreateMessageRequest.parse({"role": "user", "content": "unlocked"}))
+
+
+def test_a_message_to_a_locked_thread_ends_an_abandoned_run_first(service: tuple[Service, Worker]) -> None:
+    svc, _ = service
+    thread_id, run_id = started_run(svc)
+    abandon(svc, thread_id, run_id)
+    svc.create_message(thread_id, CreateMessageRequest.parse({"role": "user", "content": "goes in"}))
+    assert svc.runs.retrieve(thread_id, run_id).status == "failed"
+
+
+def test_a_queued_run_whose_message_was_lost_is_sent_again(
+    service: tuple[Service, Worker], model: ModelServer
+) -> None:
+    svc, worker = service
+    model.respond_with(text("Recovered."))
+    thread_id, run_id = started_run(svc)
+    runs = svc.runs._store.threads().runs(thread_id)
+    record = runs.get(run_id)
+    assert record is not None
+    state = StoredRun.model_validate_json(record.document)
+    state.execution.queued_at = int(time.time()) - 3600
+    batch = Batch(runs.partition)
+    batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
+    batch.commit()
+    queue = svc.runs._queue._queue()
+    queue.clear_messages()  # the original message is lost
+    worker.sweep()
+    sent = queue.receive_message()
+    assert sent is not None and json.loads(sent.content) == {"thread_id": thread_id, "run_id": run_id}
+    worker.execute(sent.content.encode(), 1)
+    assert svc.runs.retrieve(thread_id, run_id).status == "completed"
+
+
+def abandon(svc: Service, thread_id: str, run_id: str) -> None:
+    """The run as an executor leaves it that took it, then died: in progress, its lease lapsed."""
+    runs = svc.runs._store.threads().runs(thread_id)
+    record = runs.get(run_id)
+    assert record is not None
+    state = StoredRun.model_validate_json(record.document)
+    state.run.status, state.run.started_at = "in_progress", int(time.time())
+    state.execution = Execution(owner="dead", lease_until=time.time() - 1, calls=1)
+    batch = Batch(runs.partition)
+    batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
+    batch.commit()
