@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import ids
 from .errors import InvalidRequest
+from .executor import EventStream
 from .http import Call
 from .models import (
     Assistant,
@@ -105,12 +106,12 @@ def delete_message(call: Call) -> MessageDeleted:
 # --- runs ------------------------------------------------------------------------------------
 
 
-def create_run(call: Call) -> Run:
+def create_run(call: Call) -> Run | EventStream:
     _include(call)
     return call.service.runs.create(call.path("thread_id"), CreateRunRequest.parse(call.json()))
 
 
-def create_thread_and_run(call: Call) -> Run:
+def create_thread_and_run(call: Call) -> Run | EventStream:
     return call.service.runs.create_thread_and_run(CreateThreadAndRunRequest.parse(call.json()))
 
 
@@ -130,7 +131,7 @@ def modify_run(call: Call) -> Run:
     return call.service.runs.modify(call.path("thread_id"), call.path("run_id"), request)
 
 
-def submit_tool_outputs(call: Call) -> Run:
+def submit_tool_outputs(call: Call) -> Run | EventStream:
     request = SubmitToolOutputsRequest.parse(call.json())
     return call.service.runs.submit_tool_outputs(call.path("thread_id"), call.path("run_id"), request)
 

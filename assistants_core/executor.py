@@ -85,6 +85,21 @@ class Event:
     data: BaseModel
 
 
+@dataclass(frozen=True)
+class EventStream:
+    """A run's events, for a client that asked for them as a stream (`stream: true`)."""
+
+    events: Iterator[Event]
+
+
+# The events after which a run's stream has nothing more to say.
+STREAM_ENDS = frozenset(
+    f"thread.run.{status}"
+    for status in ("requires_action", "completed", "incomplete", "failed", "cancelled", "expired")
+)
+FOLLOW_SECONDS = 0.25
+
+
 class Execution(WireModel):
     """What the executor keeps with a run, never shown to clients."""
 
@@ -557,6 +572,18 @@ class Executor:
         self._store.active_runs().remove(held.run.id)
         yield from events
         yield Event(f"thread.run.{status}", held.run)
+
+    def follow(self, thread_id: str, run_id: str) -> Iterator[Event]:
+        """The run's next stop (an end, or requires_action) as another executor reaches it."""
+        while True:
+            state = self.settle(thread_id, run_id)
+            if state is None:
+                return
+            event = f"thread.run.{state.run.status}"
+            if event in STREAM_ENDS:
+                yield Event(event, state.run)
+                return
+            time.sleep(FOLLOW_SECONDS)
 
     def settle(self, thread_id: str, run_id: str) -> StoredRun | None:
         """The run, after ending it if it is past its deadline or its executor is lost."""

@@ -9,6 +9,7 @@ loop must stay free for other requests and streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import hmac
@@ -16,13 +17,15 @@ import json
 import logging
 import math
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request, Response  # what the HTTP-streams extension hands over and takes back
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from . import routing, telemetry
@@ -38,6 +41,7 @@ from .errors import (
     Unauthorized,
     UnsupportedApiVersion,
 )
+from .executor import EventStream
 from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store
@@ -130,7 +134,7 @@ class Call:
         return value
 
 
-Endpoint = Callable[[Call], BaseModel]
+Endpoint = Callable[[Call], BaseModel | EventStream]
 
 
 class Api:
@@ -138,6 +142,8 @@ class Api:
 
     def __init__(self, settings: Settings) -> None:
         self._keys = settings.api_keys
+        # A comment line this often keeps a quiet stream open through proxies and read timeouts.
+        self._heartbeat = settings.stream_heartbeat_seconds
         store = Store(settings)
         backend = (
             ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
@@ -157,12 +163,16 @@ class Api:
         request_id = "req_" + secrets.token_hex(16)
         telemetry.tag_request(request_id)
         started = time.perf_counter()
+        response: Response
         try:
             self._admit(request)
             query = tuple(request.query_params.multi_items())
             call = Call(self._service, query, dict(request.path_params), await _body(request))
             result = await run_blocking(endpoint, call)
-            response = _json_response(200, result.model_dump_json().encode(), call.response_headers)
+            if isinstance(result, EventStream):
+                response = _event_stream(result, self._heartbeat)
+            else:
+                response = _json_response(200, result.model_dump_json().encode(), call.response_headers)
         except ApiError as error:
             response = _error_response(error)
         except StorageUnavailable:
@@ -250,6 +260,56 @@ def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None =
 def _error_response(error: ApiError) -> Response:
     """The one place an error becomes a response."""
     return _json_response(error.status, json.dumps(error.body()).encode(), error.headers())
+
+
+def _event_stream(stream: EventStream, heartbeat: float) -> StreamingResponse:
+    """Server-Sent Events, as the SDKs read them: `event:` and one `data:` line per event, a
+    comment now and then while nothing happens, and `done` last. The run's events are drawn on
+    a thread of their own that does not depend on the client: one that hangs up stops reading,
+    and the run goes on to its end all the same."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def deliver(chunk: bytes | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (shutting down): nobody to tell
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+    def pump() -> None:
+        try:
+            for event in stream.events:
+                deliver(_sse(event.event, event.data.model_dump_json()))
+        except Exception as exc:
+            # The run's own state could not be written or read (storage): say so in the stream;
+            # the run itself is ended by whoever looks at it once its lease lapses.
+            log.warning("run stream broke", exc_info=True)
+            error = ServiceUnavailable() if isinstance(exc, StorageUnavailable) else InternalError()
+            detail = error.body()["error"]
+            deliver(_sse("error", json.dumps({**detail, "error": detail})))
+        deliver(_sse("done", "[DONE]"))
+        deliver(None)
+
+    threading.Thread(target=pump, name="run-stream", daemon=True).start()
+
+    async def body() -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(queue.get(), heartbeat)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if chunk is None:
+                return
+            yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, data: str) -> bytes:
+    return f"event: {event}\ndata: {data}\n\n".encode()
 
 
 class _DuplicateKey(ValueError):

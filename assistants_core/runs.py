@@ -8,13 +8,13 @@ runs queue; the queue trigger's executor takes it from there. Reads settle a run
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import ids
 from .documents import document, optimistically
 from .errors import ApiError, InvalidRequest, NotFound
-from .executor import Event, Executor, RunGone, StoredRun, stored
+from .executor import STREAM_ENDS, Event, EventStream, Executor, RunGone, StoredRun, stored
 from .models import Assistant, CreateThreadRequest, Thread
 from .models.run import (
     CreateRunRequest,
@@ -62,8 +62,7 @@ class Runs:
 
     # --- creating ---------------------------------------------------------------------------
 
-    def create(self, thread_id: str, request: CreateRunRequest) -> Run:
-        self._refuse_stream(request.stream)
+    def create(self, thread_id: str, request: CreateRunRequest) -> Run | EventStream:
         self._require_backend()
         assistant = self._assistant(request.assistant_id)
 
@@ -92,11 +91,9 @@ class Runs:
             return run
 
         run: Run = optimistically(attempt)
-        self.enqueue(run)
-        return run
+        return self._start(run, request.stream, [])
 
-    def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run:
-        self._refuse_stream(request.stream)
+    def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
         assistant = self._assistant(request.assistant_id)
         thread_request = request.thread or CreateThreadRequest.parse({})
@@ -113,8 +110,26 @@ class Runs:
         self._store.threads().create(
             thread_id, thread_document, messages, run=(run.id, self._stored(run, request.given()))
         )
-        self.enqueue(run)
-        return run
+        return self._start(run, request.stream, [Event("thread.created", thread)])
+
+    def _start(self, run: Run, stream: bool | None, before: list[Event]) -> Run | EventStream:
+        """The new run, handed to the queue; or, streamed, its events as this request drives it."""
+        if not stream:
+            self.enqueue(run)
+            return run
+        created = [Event("thread.run.created", run), Event("thread.run.queued", run)]
+        return EventStream(self._drive(run, [*before, *created]))
+
+    def _drive(self, run: Run, before: list[Event]) -> Iterator[Event]:
+        """The events of a run this request drives, after those that came `before`. If another
+        executor has it (it cannot, but for a sweeper's late resend), the run is followed until
+        it stops, so the stream still ends with the run's own end."""
+        yield from before
+        last = None
+        for last in self.executor.drive(run.thread_id, run.id):
+            yield last
+        if last is None or last.event not in STREAM_ENDS:
+            yield from self.executor.follow(run.thread_id, run.id)
 
     def _new_run(
         self,
@@ -188,16 +203,6 @@ class Runs:
                 code="model_not_configured",
             )
 
-    @staticmethod
-    def _refuse_stream(stream: bool | None) -> None:
-        if stream:
-            raise InvalidRequest(
-                "Streaming runs ('stream': true) are not supported yet by this service; create the run "
-                "without 'stream' and poll it.",
-                param="stream",
-                code="unsupported_parameter",
-            )
-
     def check_unlocked(self, thread: Record, refusal: Callable[[str], str]) -> None:
         """A 400 (`refusal` of the run's id) if a run locks the thread. A run that has to end now
         (expired, abandoned) is ended first, and ConcurrentUpdate asks the caller to read the
@@ -251,8 +256,9 @@ class Runs:
         run: Run = optimistically(attempt)
         return run
 
-    def submit_tool_outputs(self, thread_id: str, run_id: str, request: SubmitToolOutputsRequest) -> Run:
-        self._refuse_stream(request.stream)
+    def submit_tool_outputs(
+        self, thread_id: str, run_id: str, request: SubmitToolOutputsRequest
+    ) -> Run | EventStream:
         self._ids(thread_id, run_id)
 
         def attempt() -> list[Event]:
@@ -264,8 +270,10 @@ class Runs:
         events: list[Event] = optimistically(attempt)
         run = events[-1].data
         assert isinstance(run, Run)
-        self.enqueue(run)
-        return run
+        if not request.stream:
+            self.enqueue(run)
+            return run
+        return EventStream(self._drive(run, events))
 
     def cancel(self, thread_id: str, run_id: str) -> Run:
         self._ids(thread_id, run_id)

@@ -18,6 +18,7 @@ QUEUE_SERVICE_URL = STORAGE_CONNECTION_STRING + "__queueServiceUri"
 MODEL_BASE_URL = "ASSISTANTS_MODEL_BASE_URL"
 MODEL_API_KEY = "ASSISTANTS_MODEL_API_KEY"
 RUN_EXPIRY_SECONDS = "ASSISTANTS_RUN_EXPIRY_SECONDS"
+STREAM_HEARTBEAT_SECONDS = "ASSISTANTS_STREAM_HEARTBEAT_SECONDS"
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,50}")
@@ -42,6 +43,7 @@ class Settings:
     model_base_url: str | None = None
     model_api_key: str | None = None
     run_expiry_seconds: int = 600
+    stream_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +81,15 @@ class Settings:
         expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"
         if not expiry.isdigit() or not 1 <= int(expiry) <= 600:
             raise ConfigurationError(f"{RUN_EXPIRY_SECONDS} must be a number of seconds from 1 to 600.")
+        heartbeat = env.get(STREAM_HEARTBEAT_SECONDS, "").strip() or "15"
+        try:
+            heartbeat_seconds = float(heartbeat)
+        except ValueError:
+            heartbeat_seconds = 0
+        if not 0.1 <= heartbeat_seconds <= 60:
+            raise ConfigurationError(
+                f"{STREAM_HEARTBEAT_SECONDS} must be a number of seconds from 0.1 to 60."
+            )
         return cls(
             api_keys=keys,
             storage_connection_string=connection_string,
@@ -89,4 +100,5 @@ class Settings:
             model_base_url=env.get(MODEL_BASE_URL, "").strip() or None,
             model_api_key=env.get(MODEL_API_KEY, "").strip() or None,
             run_expiry_seconds=int(expiry),
+            stream_heartbeat_seconds=heartbeat_seconds,
         )

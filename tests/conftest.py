@@ -35,7 +35,11 @@ def model(model_server: ModelServer) -> ModelServer:
 
 @pytest.fixture(scope="session")
 def devhost(azurite: Azurite, model_server: ModelServer) -> Iterator[DevHost]:
-    with running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model_server.base_url) as host:
+    with running_devhost(
+        azurite.connection_string,
+        ASSISTANTS_MODEL_BASE_URL=model_server.base_url,
+        ASSISTANTS_STREAM_HEARTBEAT_SECONDS="1",  # heartbeats in every stream the tests read
+    ) as host:
         yield host
 
 

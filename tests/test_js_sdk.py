@@ -1,5 +1,6 @@
-"""The official JS SDK (`openai` from npm) runs assistants too: tests/js/*.test.mjs, run by
-node's test runner against the dev host, with the model answering from the request it gets."""
+"""The official JS SDK (`openai` from npm) runs assistants too, polled and streamed:
+tests/js/*.test.mjs, run by node's test runner against the dev host, with the model answering
+from the request it gets."""
 
 from __future__ import annotations
 
@@ -45,5 +46,5 @@ def test_the_js_sdk_runs_assistants(devhost: DevHost, model: ModelServer) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = re.search(r"\bpass (\d+)", result.stdout)
-    assert passed is not None and int(passed.group(1)) == 4, result.stdout  # 2 tests x 2 clients
+    assert passed is not None and int(passed.group(1)) == 10, result.stdout  # 5 tests x 2 clients
     assert re.search(r"\bfail 0\b", result.stdout), result.stdout

@@ -15,7 +15,7 @@ import pytest
 from assistants_core.backend import ModelBackend
 from assistants_core.executor import LOST, Execution, StoredRun
 from assistants_core.models import CreateAssistantRequest, CreateMessageRequest, CreateThreadRequest
-from assistants_core.models.run import CreateRunRequest
+from assistants_core.models.run import CreateRunRequest, Run
 from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
 from assistants_core.storage import Batch
@@ -38,6 +38,7 @@ def started_run(service: Service) -> tuple[str, str]:
         CreateThreadRequest.parse({"messages": [{"role": "user", "content": "Hi"}]})
     )
     run = service.runs.create(thread.id, CreateRunRequest.parse({"assistant_id": assistant.id}))
+    assert isinstance(run, Run)
     return thread.id, run.id
 
 
