@@ -1,5 +1,6 @@
 // The Assistants API on a Linux Flex Consumption function app: storage reached only by managed
-// identity, API keys in Key Vault, telemetry to Application Insights without local keys.
+// identity, API keys in Key Vault, telemetry to Application Insights without local keys, and
+// (unless an existing endpoint is given) an Azure OpenAI account for runs that takes no keys.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -41,6 +42,34 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 16
 
+// The model runs call. By default the deployment creates an Azure OpenAI account with one model
+// deployment, which the app calls as its identity; a base URL here uses that endpoint instead.
+@description('OpenAI-compatible base URL of an existing model endpoint (Azure OpenAI: https://<resource>.openai.azure.com/openai/v1/). Empty creates an Azure OpenAI account and deployment for runs.')
+param modelBaseUrl string = ''
+
+@secure()
+@description('Key of that existing endpoint, kept in Key Vault. Empty: none (an Azure endpoint is called as the app identity, which then needs Cognitive Services OpenAI User on it). Unused when the account is created here.')
+param modelApiKey string = ''
+
+@description('Region of the created Azure OpenAI account; empty is the app region. It must offer the model in that SKU.')
+param modelLocation string = ''
+
+@description('Model of the created deployment.')
+param modelName string = 'gpt-4o-mini'
+
+@description('Version of that model.')
+param modelVersion string = '2024-07-18'
+
+@description('Name of the created deployment: the `model` every assistant names.')
+param modelDeploymentName string = 'gpt-4o-mini'
+
+@description('SKU of the created deployment.')
+param modelSkuName string = 'GlobalStandard'
+
+@description('Capacity of the created deployment, in thousands of tokens per minute (quota permitting).')
+@minValue(1)
+param modelCapacity int = 30
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -49,6 +78,10 @@ var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var apiKeysSecretName = 'assistants-api-keys'
 var runsQueueName = 'runs'
+var createModel = empty(modelBaseUrl)
+var modelAccountName = 'oai-${resourceToken}'
+var modelApiKeySecretName = 'assistants-model-api-key'
+var storeModelApiKey = (!createModel) && !empty(modelApiKey)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -98,6 +131,23 @@ module vault 'modules/keyvault.bicep' = {
     tags: tags
     secretName: apiKeysSecretName
     secretValue: assistantsApiKeys
+    modelApiKeySecretName: modelApiKeySecretName
+    modelApiKey: storeModelApiKey ? modelApiKey : ''
+  }
+}
+
+module model 'modules/openai.bicep' = if (createModel) {
+  name: 'model'
+  scope: rg
+  params: {
+    name: modelAccountName
+    location: empty(modelLocation) ? location : modelLocation
+    tags: tags
+    deploymentName: modelDeploymentName
+    modelName: modelName
+    modelVersion: modelVersion
+    skuName: modelSkuName
+    capacity: modelCapacity
   }
 }
 
@@ -110,7 +160,12 @@ module roles 'modules/roles.bicep' = {
     storageAccountName: storage.outputs.name
     keyVaultName: vault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    modelAccountName: modelAccountName
+    grantModelAccount: createModel
   }
+  dependsOn: [
+    model
+  ]
 }
 
 module api 'modules/functions.bicep' = {
@@ -131,6 +186,8 @@ module api 'modules/functions.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     runsQueueName: runsQueueName
+    modelBaseUrl: createModel ? model!.outputs.baseUrl : modelBaseUrl
+    modelApiKeySecretName: storeModelApiKey ? modelApiKeySecretName : ''
   }
   dependsOn: [
     roles
@@ -146,3 +203,8 @@ output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output ASSISTANTS_API_KEYS_SECRET_NAME string = apiKeysSecretName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+// Not named after the inputs (ASSISTANTS_MODEL_BASE_URL in main.parameters.json): azd saves
+// outputs into the environment, and the created endpoint read back as an input would turn the
+// next provision into "use an existing endpoint".
+output ASSISTANTS_MODEL_ENDPOINT string = createModel ? model!.outputs.baseUrl : modelBaseUrl
+output ASSISTANTS_MODEL_DEPLOYMENT string = createModel ? model!.outputs.deploymentName : ''

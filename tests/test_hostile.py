@@ -148,3 +148,28 @@ def test_bodies_over_the_limit_are_413_everywhere(http: httpx.Client, existing: 
         response = http.post(path, content=body, headers={"content-type": "application/json"})
         assert response.status_code == 413, path
         assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_body_sent_in_many_chunks_is_read_whole(http: httpx.Client) -> None:
+    metadata = {f"k{i}": "v" * 500 for i in range(16)}
+    body = json.dumps({"model": "m", "instructions": "é" * 100_000, "metadata": metadata}).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    response = http.post("/assistants", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["instructions"] == "é" * 100_000 and response.json()["metadata"] == metadata
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(http: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"metadata": {"a": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 1):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    response = http.post("/assistants", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"

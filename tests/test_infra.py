@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -26,9 +27,11 @@ ROLE = {
     "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
     "Storage Queue Data Message Processor": "8a0f0c08-91a1-4084-bc3d-661d67233fed",
     "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
 }
 QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"  # more than the app needs
 RUNS_CONNECTION = "ASSISTANTS_STORAGE_CONNECTION_STRING"  # the queue trigger's connection name
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName="
 
 
 def syntax_errors(source: bytes) -> list[str]:
@@ -65,12 +68,30 @@ def only(name: str, kind: str) -> dict[str, Any]:
 
 
 def dotted(expression: Any) -> str:
-    """A property access as Bicep writes it (`storage.properties.primaryEndpoints.queue`)."""
+    """A property access as Bicep writes it (`storage.properties.primaryEndpoints.queue`,
+    `account.properties.endpoints['X']`). pycep drops a non-null assertion (`model!.outputs`)."""
     if isinstance(expression, str):
         return expression
     operator = expression["operator"]
+    operands = operator["operands"]
+    if operator["type"] == "index_accessor":
+        return f"{dotted(operands['operand_1'])}['{operands['operand_2']}']"
     assert operator["type"] == "property_accessor", expression
-    return f"{dotted(operator['operands']['operand_1'])}.{dotted(operator['operands']['operand_2'])}"
+    return f"{dotted(operands['operand_1'])}.{dotted(operands['operand_2'])}"
+
+
+def conditional(expression: Any) -> tuple[Any, Any, Any]:
+    """`condition ? a : b` as (condition, a, b)."""
+    operator = expression["operator"]
+    assert operator["type"] == "conditional", expression
+    operands = operator["operands"]
+    return operands["condition"], operands["true_value"], operands["false_value"]
+
+
+def condition_of(name: str, symbol: str) -> Any:
+    """The `if (...)` of a resource or module; None when it has none."""
+    declared = parsed(name)["resources"].get(symbol) or parsed(name)["modules"][symbol]
+    return declared["config"].get("condition")
 
 
 def sample_settings() -> dict[str, str]:
@@ -80,7 +101,13 @@ def sample_settings() -> dict[str, str]:
 
 def test_there_is_bicep_to_check() -> None:
     names = {str(f.relative_to(INFRA)) for f in BICEP_FILES}
-    assert {"main.bicep", "modules/functions.bicep", "modules/storage.bicep", "modules/roles.bicep"} <= names
+    assert {
+        "main.bicep",
+        "modules/functions.bicep",
+        "modules/storage.bicep",
+        "modules/roles.bicep",
+        "modules/openai.bicep",
+    } <= names
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
@@ -226,7 +253,9 @@ def test_storage_takes_no_keys_and_hosts_the_deployment_container() -> None:
 def test_key_vault_uses_rbac_and_holds_the_keys() -> None:
     vault = only("modules/keyvault.bicep", "Microsoft.KeyVault/vaults")["properties"]
     assert vault["enableRbacAuthorization"] is True
-    secret = only("modules/keyvault.bicep", "Microsoft.KeyVault/vaults/secrets")
+    secrets = resources("modules/keyvault.bicep", "Microsoft.KeyVault/vaults/secrets")
+    (secret,) = (secret for secret in secrets if secret["name"] == "secretName")
+    assert condition_of("modules/keyvault.bicep", "vault__apiKeys") is None  # always there
     assert secret["properties"]["value"] == "secretValue"
     assert parsed("modules/keyvault.bicep")["parameters"]["secretValue"]["decorators"] == [{"type": "secure"}]
 
@@ -237,7 +266,7 @@ def test_application_insights_takes_only_entra_id_ingestion() -> None:
     assert insights["WorkspaceResourceId"]
 
 
-def test_the_identity_has_exactly_the_seven_roles() -> None:
+def test_the_identity_has_exactly_the_eight_roles() -> None:
     variables = {k: v["value"] for k, v in parsed("modules/roles.bicep")["variables"].items()}
     granted: dict[str, str] = {}
     for assignment in resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments"):
@@ -256,7 +285,7 @@ def test_the_identity_has_exactly_the_seven_roles() -> None:
             assert role not in granted
             granted[role] = assignment["scope"]
     assert (
-        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 9
+        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 10
     )  # + 2 for the user
     assert granted == {
         ROLE["Storage Table Data Contributor"]: "storage",
@@ -266,15 +295,199 @@ def test_the_identity_has_exactly_the_seven_roles() -> None:
         ROLE["Storage Queue Data Message Sender"]: "storage",
         ROLE["Monitoring Metrics Publisher"]: "applicationInsights",
         ROLE["Key Vault Secrets User"]: "vault",
+        ROLE["Cognitive Services OpenAI User"]: "modelAccount",  # when created: see below
     }
     assert QUEUE_DATA_CONTRIBUTOR not in variables.values()
     assert QUEUE_DATA_CONTRIBUTOR not in (INFRA / "modules" / "roles.bicep").read_text()
+
+
+def test_the_model_account_and_deployment_exist_only_without_an_endpoint() -> None:
+    main = parsed("main.bicep")
+    parameter = main["parameters"]["modelBaseUrl"]
+    assert parameter["type"] == "string" and parameter["default"] == ""  # by default: create
+    assert main["variables"]["createModel"]["value"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "modelBaseUrl"}}
+    }
+    module = main["modules"]["model"]
+    assert module["detail"]["path"] == "modules/openai.bicep"
+    assert condition_of("main.bicep", "model") == "createModel"
+    assert module["config"]["config"]["params"] == {
+        "name": "modelAccountName",
+        "location": {
+            "operator": {
+                "type": "conditional",
+                "operands": {
+                    "condition": {
+                        "function": {"type": "empty", "parameters": {"item_to_test": "modelLocation"}}
+                    },
+                    "true_value": "location",
+                    "false_value": "modelLocation",
+                },
+            }
+        },
+        "tags": "tags",
+        "deploymentName": "modelDeploymentName",
+        "modelName": "modelName",
+        "modelVersion": "modelVersion",
+        "skuName": "modelSkuName",
+        "capacity": "modelCapacity",
+    }
+    # Nothing else creates an account or a deployment (roles.bicep only refers to the account).
+    for other in {m["detail"]["path"] for m in main["modules"].values()} - {"modules/openai.bicep"}:
+        assert not resources(other, "Microsoft.CognitiveServices/accounts"), other
+        assert not resources(other, "Microsoft.CognitiveServices/accounts/deployments"), other
+
+
+def test_the_model_account_takes_no_keys_and_holds_one_deployment() -> None:
+    account = only("modules/openai.bicep", "Microsoft.CognitiveServices/accounts")
+    assert account["kind"] == "AIServices"
+    assert account["name"] == "name"
+    assert account["properties"] == {
+        "customSubDomainName": "name",  # <name>.openai.azure.com: Entra ID sign-in needs it
+        "disableLocalAuth": True,
+        "publicNetworkAccess": "Enabled",  # as storage and Key Vault
+    }
+    deployment = only("modules/openai.bicep", "Microsoft.CognitiveServices/accounts/deployments")
+    assert deployment["parent"] == "account"
+    assert deployment["name"] == "deploymentName"
+    assert deployment["sku"] == {"name": "skuName", "capacity": "capacity"}
+    assert deployment["properties"]["model"] == {
+        "format": "OpenAI",
+        "name": "modelName",
+        "version": "modelVersion",
+    }
+    assert condition_of("modules/openai.bicep", "account") is None
+    assert condition_of("modules/openai.bicep", "deployment") is None
+    declared = parsed("modules/openai.bicep")["resources"].values()
+    assert len({resource["api_version"] for resource in declared}) == 1
+
+
+def test_the_model_parameters_and_their_defaults() -> None:
+    parameters = parsed("main.bicep")["parameters"]
+    defaults = {name: parameters[name]["default"] for name in parameters if name.startswith("model")}
+    assert defaults == {
+        "modelBaseUrl": "",
+        "modelApiKey": "",
+        "modelLocation": "",
+        "modelName": "gpt-4o-mini",
+        "modelVersion": "2024-07-18",
+        "modelDeploymentName": "gpt-4o-mini",
+        "modelSkuName": "GlobalStandard",
+        "modelCapacity": 30,
+    }
+    assert parameters["modelCapacity"]["type"] == "int"
+    assert {"type": "min_value", "argument": 1} in parameters["modelCapacity"]["decorators"]
+    assert {"type": "secure"} in parameters["modelApiKey"]["decorators"]
+
+
+def test_the_identity_may_call_the_created_model_and_only_then() -> None:
+    assignment = parsed("modules/roles.bicep")["resources"]["appModel"]["config"]
+    assert assignment["condition"] == "grantModelAccount"
+    assert assignment["config"]["scope"] == "modelAccount"
+    assert assignment["config"]["properties"]["principalId"] == "identityPrincipalId"
+    variables = parsed("modules/roles.bicep")["variables"]
+    role = assignment["config"]["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert variables[role]["value"] == ROLE["Cognitive Services OpenAI User"]
+    account = parsed("modules/roles.bicep")["resources"]["modelAccount"]
+    assert account["existing"] and account["type"] == "Microsoft.CognitiveServices/accounts"
+    assert account["config"] == {"name": "modelAccountName"}
+    # The same account the model module creates, granted on the same condition, after it exists.
+    main = parsed("main.bicep")["modules"]
+    roles = main["roles"]["config"]
+    assert roles["params"]["modelAccountName"] == main["model"]["config"]["config"]["params"]["name"]
+    assert roles["params"]["grantModelAccount"] == condition_of("main.bicep", "model") == "createModel"
+    assert roles["dependsOn"] == ["model"]
+
+
+def test_the_model_base_url_is_set_in_both_branches() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    assert settings["ASSISTANTS_MODEL_BASE_URL"] == "modelBaseUrl"
+    passed = parsed("main.bicep")["modules"]["api"]["config"]["params"]["modelBaseUrl"]
+    condition, created, given = conditional(passed)
+    assert (condition, dotted(created), given) == ("createModel", "model.outputs.baseUrl", "modelBaseUrl")
+    # The created account's v1 base: its OpenAI endpoint, then openai/v1/, one slash between.
+    module = parsed("modules/openai.bicep")
+    endpoint = module["variables"]["openAiEndpoint"]["value"]
+    assert dotted(endpoint) == "account.properties.endpoints['OpenAI Language Model Instance API']"
+    condition, with_slash, without_slash = conditional(module["outputs"]["baseUrl"]["value"])
+    assert condition == {
+        "function": {
+            "type": "ends_with",
+            "parameters": {"string_to_search": "openAiEndpoint", "string_to_find": "/"},
+        }
+    }
+    assert (with_slash, without_slash) == ("${openAiEndpoint}openai/v1/", "${openAiEndpoint}/openai/v1/")
+    assert dotted(module["outputs"]["deploymentName"]["value"]) == "deployment.name"
+
+
+def test_the_model_key_goes_only_through_key_vault() -> None:
+    main = parsed("main.bicep")
+    # Stored only with an existing endpoint (the created account takes no keys) and a key.
+    assert main["variables"]["storeModelApiKey"]["value"] == {
+        "operator": {
+            "type": "and",
+            "operands": {
+                "operand_1": {"operator": {"type": "not", "operands": {"bool_value": "createModel"}}},
+                "operand_2": {
+                    "operator": {
+                        "type": "not",
+                        "operands": {
+                            "bool_value": {
+                                "function": {"type": "empty", "parameters": {"item_to_test": "modelApiKey"}}
+                            }
+                        },
+                    }
+                },
+            },
+        }
+    }
+    vault = main["modules"]["vault"]["config"]["params"]
+    assert conditional(vault["modelApiKey"]) == ("storeModelApiKey", "modelApiKey", "")
+    assert vault["modelApiKeySecretName"] == "modelApiKeySecretName"
+    assert main["variables"]["modelApiKeySecretName"]["value"] == "assistants-model-api-key"
+    # The key reaches no other module: the app gets the secret's name, never its value.
+    for name, module in main["modules"].items():
+        config = module["config"].get("config", module["config"])
+        if name != "vault":
+            assert not re.search(r"\bmodelApiKey\b", json.dumps(config["params"])), name
+    api = main["modules"]["api"]["config"]["params"]
+    assert conditional(api["modelApiKeySecretName"]) == ("storeModelApiKey", "modelApiKeySecretName", "")
+
+    keyvault = parsed("modules/keyvault.bicep")
+    assert {"type": "secure"} in keyvault["parameters"]["modelApiKey"]["decorators"]
+    secret = keyvault["resources"]["modelKey"]
+    assert secret["type"] == "Microsoft.KeyVault/vaults/secrets"
+    assert secret["config"]["condition"] == {
+        "operator": {
+            "type": "not",
+            "operands": {
+                "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "modelApiKey"}}}
+            },
+        }
+    }
+    assert secret["config"]["config"]["parent"] == "vault"
+    assert secret["config"]["config"]["name"] == "modelApiKeySecretName"
+    assert secret["config"]["config"]["properties"]["value"] == "modelApiKey"
+
+    functions = parsed("modules/functions.bicep")
+    assert not any({"type": "secure"} in p["decorators"] for p in functions["parameters"].values())
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    condition, absent, present = conditional(settings["ASSISTANTS_MODEL_API_KEY"])
+    assert condition == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "modelApiKeySecretName"}}
+    }
+    assert absent == ""
+    reference = functions["variables"][present]["value"]
+    assert reference == KEY_VAULT_REFERENCE + "${modelApiKeySecretName})"
+    assert settings["ASSISTANTS_API_KEYS"] == KEY_VAULT_REFERENCE + "${apiKeysSecretName})"  # the same way
+    assert not re.search(r"\bmodelApiKey\b", (INFRA / "modules" / "functions.bicep").read_text())
 
 
 def test_no_account_keys_anywhere() -> None:
     for path in [*BICEP_FILES, INFRA / "main.parameters.json"]:
         text = path.read_text()
         assert "AccountKey" not in text and "listKeys" not in text, path
+        assert "listkeys" not in text.lower(), path  # ARM function names ignore case
 
 
 def test_azd_wiring() -> None:
@@ -289,6 +502,38 @@ def test_azd_wiring() -> None:
     assert main["parameters"]["assistantsApiKeys"]["decorators"][0] == {"type": "secure"}
     outputs = main["outputs"]
     assert {"ASSISTANTS_ENDPOINT", "AZURE_FUNCTION_APP_NAME", "AZURE_KEY_VAULT_NAME"} <= set(outputs)
+    # The model: azd environment values, defaulting (where Bicep has a non-empty default) to it.
+    model = {name: parameters[name]["value"] for name in parameters if name.startswith("model")}
+    assert model == {
+        "modelBaseUrl": "${ASSISTANTS_MODEL_BASE_URL}",
+        "modelApiKey": "${ASSISTANTS_MODEL_API_KEY}",
+        "modelLocation": "${AZURE_OPENAI_LOCATION}",
+        "modelName": "${AZURE_OPENAI_MODEL=gpt-4o-mini}",
+        "modelVersion": "${AZURE_OPENAI_MODEL_VERSION=2024-07-18}",
+        "modelDeploymentName": "${AZURE_OPENAI_DEPLOYMENT=gpt-4o-mini}",
+        "modelSkuName": "${AZURE_OPENAI_SKU=GlobalStandard}",
+        "modelCapacity": "${AZURE_OPENAI_CAPACITY=30}",
+    }
+    for name, value in model.items():
+        default = main["parameters"][name]["default"]
+        assert value.endswith(f"={default}}}" if default != "" else "}"), name
+    assert set(model) == {name for name in main["parameters"] if name.startswith("model")}
+    assert conditional(outputs["ASSISTANTS_MODEL_ENDPOINT"]["value"])[0] == "createModel"
+    assert [dotted(v) for v in conditional(outputs["ASSISTANTS_MODEL_ENDPOINT"]["value"])[1:]] == [
+        "model.outputs.baseUrl",
+        "modelBaseUrl",
+    ]
+    condition, created, given = conditional(outputs["ASSISTANTS_MODEL_DEPLOYMENT"]["value"])
+    assert (condition, dotted(created), given) == ("createModel", "model.outputs.deploymentName", "")
+    # azd saves outputs into the environment, which main.parameters.json reads: an output named
+    # like a model input would feed the created endpoint back as "use this existing endpoint".
+    inputs = set()
+    for value in model.values():
+        substitution = re.fullmatch(r"\$\{([A-Z_]+)(=[^}]*)?\}", value)
+        assert substitution, value
+        inputs.add(substitution[1])
+    assert "ASSISTANTS_MODEL_BASE_URL" in inputs
+    assert not inputs & set(outputs)
     endpoint = only("modules/functions.bicep", "Microsoft.Web/sites")
     assert endpoint["tags"]  # carries azd-service-name, checked in text below
     assert "'azd-service-name': 'api'" in (INFRA / "modules" / "functions.bicep").read_text()

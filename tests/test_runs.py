@@ -505,7 +505,7 @@ def test_run_request_errors(http: httpx.Client, model: ModelServer) -> None:
     cases: list[tuple[dict[str, Any], int, str | None]] = [
         ({}, 400, "assistant_id"),
         ({"assistant_id": f"asst_{'A' * 24}"}, 404, None),
-        ({"assistant_id": assistant_id, "stream": True}, 400, "stream"),
+        ({"assistant_id": assistant_id, "stream": "yes"}, 400, "stream"),
         ({"assistant_id": assistant_id, "max_completion_tokens": 10}, 400, "max_completion_tokens"),
         ({"assistant_id": assistant_id, "temperature": 3}, 400, "temperature"),
         ({"assistant_id": assistant_id, "bogus": 1}, 400, "bogus"),

@@ -1,5 +1,6 @@
 // The function app: Linux Flex Consumption, Python 3.11, HTTPS only, TLS 1.2 at least. It
-// reaches storage, Key Vault and Application Insights as its user-assigned identity.
+// reaches storage, Key Vault, Application Insights and the deployment's own Azure OpenAI account
+// as its user-assigned identity.
 param name string
 param location string
 param tags object
@@ -14,6 +15,14 @@ param maximumInstanceCount int
 param instanceMemoryMB int
 param httpPerInstanceConcurrency int
 param runsQueueName string
+
+@description('OpenAI-compatible base URL of the model runs call (ASSISTANTS_MODEL_BASE_URL).')
+param modelBaseUrl string
+
+@description('Key Vault secret holding the key of that endpoint; empty when it takes none (an Azure endpoint is then called as the identity).')
+param modelApiKeySecretName string
+
+var modelApiKeyReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${modelApiKeySecretName})'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -109,6 +118,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ASSISTANTS_STORAGE_CONNECTION_STRING__credential: 'managedidentity'
       ASSISTANTS_STORAGE_CONNECTION_STRING__clientId: identityClientId
       ASSISTANTS_API_KEYS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${apiKeysSecretName})'
+      ASSISTANTS_MODEL_BASE_URL: modelBaseUrl
+      // A key only ever as a Key Vault reference. Without one, an Azure endpoint is called as the identity.
+      ASSISTANTS_MODEL_API_KEY: empty(modelApiKeySecretName) ? '' : modelApiKeyReference
     }
   }
 }

@@ -1,4 +1,5 @@
-// The API keys live here; the app reads them through a Key Vault reference.
+// The API keys live here, and the key of an existing model endpoint when runs use one; the app
+// reads both through Key Vault references.
 param name string
 param location string
 param tags object
@@ -6,6 +7,13 @@ param secretName string
 
 @secure()
 param secretValue string
+
+@description('Name of the secret that holds the key of the model endpoint (ASSISTANTS_MODEL_API_KEY).')
+param modelApiKeySecretName string
+
+@secure()
+@description('That key; empty stores no secret.')
+param modelApiKey string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -29,6 +37,16 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       value: secretValue
       contentType: 'Comma-separated API keys of the Assistants API'
     }
+  }
+}
+
+// Only when runs call an existing endpoint with a key; the deployment's own account takes none.
+resource modelKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(modelApiKey)) {
+  parent: vault
+  name: modelApiKeySecretName
+  properties: {
+    value: modelApiKey
+    contentType: 'API key of the model endpoint in ASSISTANTS_MODEL_BASE_URL'
   }
 }
 

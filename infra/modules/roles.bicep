@@ -6,6 +6,12 @@ param storageAccountName string
 param keyVaultName string
 param applicationInsightsName string
 
+@description('Name of the Azure OpenAI account the deployment creates for runs (openai.bicep).')
+param modelAccountName string
+
+@description('Whether that account is created, and so granted: false when runs use an existing endpoint.')
+param grantModelAccount bool
+
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataReader = '19e7f393-937e-4f77-808e-94535e297925'
@@ -14,6 +20,7 @@ var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+var cognitiveServicesOpenAIUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -25,6 +32,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource modelAccount 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
+  name: modelAccountName
 }
 
 // The data: assistants, threads and messages.
@@ -103,6 +114,18 @@ resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Runs: chat completions on the created model deployment, as the identity (the account takes no
+// keys). Inference only: not deployments, keys or the account itself.
+resource appModel 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantModelAccount) {
+  name: guid(modelAccount.id, identityPrincipalId, cognitiveServicesOpenAIUser)
+  scope: modelAccount
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', cognitiveServicesOpenAIUser)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
