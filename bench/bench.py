@@ -13,6 +13,7 @@ endpoint (A/B, then B/A) so that machine noise falls on both.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
@@ -21,16 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import azure.functions as func
 import httpx
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from fastapi import Request, Response
 
 from assistants_core import ids
 from assistants_core.storage.collection import DATA, INDEX, data_key
@@ -335,7 +337,8 @@ def latency(endpoint: Endpoint, iterations: int) -> tuple[list[float], list[floa
 def in_process(
     azurite: Azurite, prefix: str, bench: Bench, iterations: int
 ) -> list[tuple[str, float, float]]:
-    """The app's own cost: the HTTP function called directly with an HttpRequest, no dev host."""
+    """The app's own cost: the HTTP function awaited directly with the Request the worker would
+    hand it (route values in `path_params`), on one event loop of this process, no dev host."""
     os.environ.update(
         ASSISTANTS_API_KEYS=API_KEYS[0],
         ASSISTANTS_STORAGE_CONNECTION_STRING=azurite.connection_string,
@@ -343,38 +346,59 @@ def in_process(
     )
     sys.path.insert(0, str(ROOT))
     app = importlib.import_module("function_app")
+    loop = asyncio.new_event_loop()
 
-    def request(path: str, route: dict[str, str], params: dict[str, str] | None = None) -> func.HttpRequest:
-        return func.HttpRequest(
-            "GET",
-            f"http://localhost/openai/{path}",
-            headers={"api-key": API_KEYS[0]},
-            params=params or {},
-            route_params=route,
-            body=b"",
-        )
+    def request(path: str, route: dict[str, str], query: dict[str, str] | None = None) -> Request:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "server": ("localhost", 80),
+            "path": f"/openai/{path}",
+            "raw_path": f"/openai/{path}".encode(),
+            "query_string": urlencode(query or {}).encode(),
+            "headers": [(b"api-key", API_KEYS[0].encode())],
+            "path_params": route,
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        return Request(scope, receive)
+
+    def call(function: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
+        response = loop.run_until_complete(function(request))
+        assert response.status_code == 200, bytes(response.body)[:200]
+        return response
 
     cases = [
         (
             "retrieve assistant, in-process",
-            lambda: app.retrieve_assistant(
-                request(f"assistants/{bench.assistant}", {"assistant_id": bench.assistant})
+            lambda: call(
+                app.retrieve_assistant,
+                request(f"assistants/{bench.assistant}", {"assistant_id": bench.assistant}),
             ),
             lambda: bench.assistants.get_entity("assistants", data_key(bench.assistant)),
         ),
         (
             "list messages (20), in-process",
-            lambda: app.list_messages(
-                request(f"threads/{bench.thread}/messages", {"thread_id": bench.thread}, {"limit": "20"})
+            lambda: call(
+                app.list_messages,
+                request(f"threads/{bench.thread}/messages", {"thread_id": bench.thread}, {"limit": "20"}),
             ),
             lambda: bench.floor_page(bench.threads, bench.thread, 20),
         ),
     ]
     results = []
-    for name, service_call, floor_call in cases:
-        endpoint = Endpoint(name, dict, ignoring_context(service_call), ignoring_context(floor_call), None)
-        service, floor = latency(endpoint, iterations)
-        results.append((name, statistics.median(service), statistics.median(floor)))
+    try:
+        for name, service_call, floor_call in cases:
+            endpoint = Endpoint(
+                name, dict, ignoring_context(service_call), ignoring_context(floor_call), None
+            )
+            service, floor = latency(endpoint, iterations)
+            results.append((name, statistics.median(service), statistics.median(floor)))
+    finally:
+        loop.close()
     return results
 
 
