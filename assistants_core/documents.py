@@ -1,14 +1,17 @@
-"""Writing documents: the optimistic-retry loop every read-then-write uses, and the check that an
-object fits what storage holds."""
+"""Writing documents: the optimistic-retry loop every read-then-write uses, the check that an
+object fits what storage holds, and a new thread as it will be stored."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from . import ids
 from .errors import InvalidRequest
+from .models import CreateThreadRequest, Thread
 from .storage import MAX_DOCUMENT_BYTES, ConcurrentUpdate
 
 T = TypeVar("T")
@@ -38,3 +41,24 @@ def document(obj: BaseModel, fields: dict[str, Any], within: str = "") -> bytes:
             code="object_too_large",
         )
     return encoded
+
+
+@dataclass(frozen=True)
+class NewThread:
+    """A thread and its first messages as they will be stored."""
+
+    thread: Thread
+    document: bytes
+    messages: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, request: CreateThreadRequest, within: str = "") -> NewThread:
+        """`within` says where the thread sits in the request body, for a 400's `param`."""
+        thread_id, created_at = ids.new_id(ids.THREAD)
+        thread = Thread(id=thread_id, created_at=created_at).with_changes(request.thread_fields())
+        messages = []
+        prefix = f"{within}." if within else ""
+        for number, body in enumerate(request.messages or []):
+            message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
+            messages.append((message.id, document(message, body.given(), f"{prefix}messages[{number}]")))
+        return cls(thread, document(thread, request.thread_fields(), within), messages)

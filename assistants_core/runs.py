@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import ids
-from .documents import document, optimistically
+from .documents import NewThread, document, optimistically
 from .errors import ApiError, InvalidRequest, NotFound
 from .executor import STREAM_ENDS, Event, EventStream, Executor, RunGone, StoredRun, stored
-from .models import Assistant, CreateThreadRequest, Thread
+from .models import Assistant, CreateThreadRequest
 from .models.run import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -96,19 +96,13 @@ class Runs:
     def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
         assistant = self._assistant(request.assistant_id)
-        thread_request = request.thread or CreateThreadRequest.parse({})
-        thread_id, created_at = ids.new_id(ids.THREAD)
-        thread = Thread(id=thread_id, created_at=created_at).with_changes(thread_request.thread_fields())
-        messages = []
-        for number, body in enumerate(thread_request.messages or []):
-            message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
-            messages.append((message.id, document(message, body.given(), f"thread.messages[{number}]")))
-        run_id = ids.sequential_id(ids.RUN, len(messages))
-        run = self._new_run(assistant, request, thread_id, run_id, created_at)
-        thread_document = document(thread, thread_request.thread_fields(), "thread")
-        self._store.active_runs().add(thread_id, run.id)
+        new = NewThread.of(request.thread or CreateThreadRequest.parse({}), "thread")
+        thread = new.thread
+        run_id = ids.sequential_id(ids.RUN, len(new.messages))
+        run = self._new_run(assistant, request, thread.id, run_id, thread.created_at)
+        self._store.active_runs().add(thread.id, run.id)
         self._store.threads().create(
-            thread_id, thread_document, messages, run=(run.id, self._stored(run, request.given()))
+            thread.id, new.document, new.messages, run=(run.id, self._stored(run, request.given()))
         )
         return self._start(run, request.stream, [Event("thread.created", thread)])
 

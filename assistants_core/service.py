@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import ids
 from .backend import ModelBackend
-from .documents import document, optimistically
+from .documents import NewThread, document, optimistically
 from .errors import NotFound
 from .executor import Executor
 from .models import (
@@ -81,14 +81,9 @@ class Service:
     # --- threads ----------------------------------------------------------------------------
 
     def create_thread(self, request: CreateThreadRequest) -> Thread:
-        thread_id, created_at = ids.new_id(ids.THREAD)
-        thread = Thread(id=thread_id, created_at=created_at).with_changes(request.thread_fields())
-        messages = []
-        for number, body in enumerate(request.messages or []):
-            message = body.to_message(ids.sequential_id(ids.MESSAGE, number), thread_id, created_at)
-            messages.append((message.id, document(message, body.given(), f"messages[{number}]")))
-        self._store.threads().create(thread_id, document(thread, request.thread_fields()), messages)
-        return thread
+        new = NewThread.of(request)
+        self._store.threads().create(new.thread.id, new.document, new.messages)
+        return new.thread
 
     def retrieve_thread(self, thread_id: str) -> Thread:
         return Thread.model_validate_json(self.thread_record(thread_id).document)

@@ -1,29 +1,9 @@
-// Runs with the official JS SDK (`openai` from npm), with both clients, against the dev host.
-// Driven by tests/test_js_sdk.py, which starts the servers, scripts the model and sets:
-// ASSISTANTS_API_URL (the OpenAI client's base URL), ASSISTANTS_AZURE_ENDPOINT, ASSISTANTS_API_KEY
-// and ASSISTANTS_API_VERSION. The model answers "Hello from JS" to a thread without tools, calls
-// get_weather for Paris and Oslo when tools are offered, and "Done: <outputs>" once it has them.
+// Runs with the official JS SDK (`openai` from npm), polled, with both clients, against the
+// dev host (see clients.mjs for the settings and how the model answers).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import OpenAI, { AzureOpenAI } from "openai";
 
-const env = process.env;
-const clients = {
-  openai: new OpenAI({ baseURL: env.ASSISTANTS_API_URL, apiKey: env.ASSISTANTS_API_KEY, maxRetries: 0 }),
-  azure: new AzureOpenAI({
-    endpoint: env.ASSISTANTS_AZURE_ENDPOINT,
-    apiKey: env.ASSISTANTS_API_KEY,
-    apiVersion: env.ASSISTANTS_API_VERSION,
-    maxRetries: 0,
-  }),
-};
-const weather = {
-  type: "function",
-  function: {
-    name: "get_weather",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
-  },
-};
+import { clients, weather } from "./clients.mjs";
 
 for (const [name, client] of Object.entries(clients)) {
   test(`${name}: createAndPoll answers, and the reply is in the thread`, async () => {

@@ -1,26 +1,9 @@
 // Streamed runs with the official JS SDK's AssistantStream, with both clients, against the dev
-// host (see runs.test.mjs for the settings and how the model answers).
+// host (see clients.mjs for the settings and how the model answers).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import OpenAI, { AzureOpenAI } from "openai";
 
-const env = process.env;
-const clients = {
-  openai: new OpenAI({ baseURL: env.ASSISTANTS_API_URL, apiKey: env.ASSISTANTS_API_KEY, maxRetries: 0 }),
-  azure: new AzureOpenAI({
-    endpoint: env.ASSISTANTS_AZURE_ENDPOINT,
-    apiKey: env.ASSISTANTS_API_KEY,
-    apiVersion: env.ASSISTANTS_API_VERSION,
-    maxRetries: 0,
-  }),
-};
-const weather = {
-  type: "function",
-  function: {
-    name: "get_weather",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
-  },
-};
+import { clients, weather } from "./clients.mjs";
 
 for (const [name, client] of Object.entries(clients)) {
   test(`${name}: runs.stream delivers text deltas and the final messages`, async () => {
