@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -71,30 +73,35 @@ Fragment = TextFragment | ToolCallFragment | Finished
 
 
 class ModelStream:
-    """One streamed call, read on a thread of its own so that the reader can wait for it in
-    slices (`next(timeout)`) and look for a cancel in between; `close` ends the call."""
+    """One streamed call, made and read on a thread of its own so that the reader can wait for it
+    in slices (`next(timeout)`) and look for a cancel in between. `close` ends the call: once
+    the answer has begun, its connection is shut at once, so a model that has gone quiet stops
+    being waited for (and billed); before that, the call ends when its answer begins."""
 
     _END = object()
 
-    def __init__(self, fragments: Iterator[Fragment]) -> None:
+    def __init__(self, open_call: Callable[[], openai.Stream[Any]]) -> None:
         self._queue: queue.Queue[object] = queue.Queue()
         self._closed = threading.Event()
-        self._fragments = fragments
+        self._open = open_call
+        self._chunks: openai.Stream[Any] | None = None
         threading.Thread(target=self._pump, name="model-stream", daemon=True).start()
 
     def _pump(self) -> None:
         try:
-            for fragment in self._fragments:
-                if self._closed.is_set():
-                    break
-                self._queue.put(fragment)
+            self._chunks = chunks = self._open()
+            fragments = _fragments(chunks)
+            try:
+                for fragment in fragments:
+                    if self._closed.is_set():
+                        return
+                    self._queue.put(fragment)
+            finally:
+                fragments.close()
+                chunks.close()
             self._queue.put(self._END)
         except BaseException as exc:  # handed to the reader, raised on its thread
             self._queue.put(exc)
-        finally:
-            close = getattr(self._fragments, "close", None)
-            if close is not None:
-                close()
 
     def next(self, timeout: float) -> Fragment | None:
         """The next fragment; None if none came within `timeout`. StopIteration at the end."""
@@ -111,6 +118,15 @@ class ModelStream:
 
     def close(self) -> None:
         self._closed.set()
+        chunks = self._chunks
+        if chunks is not None:
+            # Closing the response from here would not wake the read blocked on its socket;
+            # shutting the socket down does.
+            network = chunks.response.extensions.get("network_stream")
+            sock = network.get_extra_info("socket") if network is not None else None
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class ModelBackend:
@@ -121,44 +137,8 @@ class ModelBackend:
 
     def stream(self, body: dict[str, Any]) -> ModelStream:
         """One call with this chat-completions request body, streamed."""
-        return ModelStream(self._fragments(body))
-
-    def _fragments(self, request: dict[str, Any]) -> Iterator[Fragment]:
-        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        chunks = self._open(body)
-        reason: FinishReason | None = None
-        usage: Usage | None = None
-        try:
-            for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                        total_tokens=chunk.usage.total_tokens,
-                    )
-                for choice in chunk.choices:  # none in Azure's filter results and in the usage chunk
-                    delta = choice.delta
-                    if delta.content:
-                        yield TextFragment(delta.content)
-                    for position, call in enumerate(delta.tool_calls or []):
-                        function = call.function
-                        yield ToolCallFragment(
-                            index=call.index if call.index is not None else position,
-                            id=call.id or None,
-                            name=(function.name or None) if function else None,
-                            arguments=(function.arguments or "") if function else "",
-                        )
-                    if choice.finish_reason is not None:
-                        reason = _finish_reason(choice.finish_reason)
-        except (openai.APIError, ValueError) as exc:
-            log.warning("model stream broke: %s", exc)
-            raise ModelError("server_error", GENERIC_ERROR) from None
-        finally:
-            chunks.close()
-        if reason is None:
-            log.warning("model stream ended without a finish reason")
-            raise ModelError("server_error", GENERIC_ERROR)
-        yield Finished(reason, usage)
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        return ModelStream(lambda: self._open(streamed))
 
     def _open(self, body: dict[str, Any]) -> openai.Stream[Any]:
         """The call's stream, once the backend has accepted it (retried as the module says)."""
@@ -181,6 +161,41 @@ class ModelBackend:
                 raise ModelError("invalid_prompt", f"The model refused the request: {_detail(exc)}") from None
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+
+def _fragments(chunks: openai.Stream[Any]) -> Generator[Fragment, None, None]:
+    """The chunks of a streamed answer as fragments, the finish reason and usage last."""
+    reason: FinishReason | None = None
+    usage: Usage | None = None
+    try:
+        for chunk in chunks:
+            if chunk.usage is not None:
+                usage = Usage(
+                    prompt_tokens=chunk.usage.prompt_tokens,
+                    completion_tokens=chunk.usage.completion_tokens,
+                    total_tokens=chunk.usage.total_tokens,
+                )
+            for choice in chunk.choices:  # none in Azure's filter results and in the usage chunk
+                delta = choice.delta
+                if delta.content:
+                    yield TextFragment(delta.content)
+                for position, call in enumerate(delta.tool_calls or []):
+                    function = call.function
+                    yield ToolCallFragment(
+                        index=call.index if call.index is not None else position,
+                        id=call.id or None,
+                        name=(function.name or None) if function else None,
+                        arguments=(function.arguments or "") if function else "",
+                    )
+                if choice.finish_reason is not None:
+                    reason = _finish_reason(choice.finish_reason)
+    except (openai.APIError, ValueError) as exc:
+        log.warning("model stream broke: %s", exc)
+        raise ModelError("server_error", GENERIC_ERROR) from None
+    if reason is None:
+        log.warning("model stream ended without a finish reason")
+        raise ModelError("server_error", GENERIC_ERROR)
+    yield Finished(reason, usage)
 
 
 def _finish_reason(value: str) -> FinishReason:

@@ -73,6 +73,7 @@ CANCEL_CHECK_SECONDS = 0.5
 MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
 DEFAULT_CONTEXT_TOKENS = 128_000
 LOST = "The run's worker stopped before the run finished."
+_FILTERED = "The model's answer was stopped by its content filter."
 _MESSAGE_ENDS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
 _TOO_MANY_CALLS = f"The model called tools {MAX_MODEL_CALLS} times in one run without answering."
 
@@ -396,16 +397,23 @@ class Executor:
             state.execution.prompt_tokens += usage.prompt_tokens
             state.execution.completion_tokens += usage.completion_tokens
 
-        if held.state.execution.open_message is not None:
+        wrote = held.state.execution.open_message is not None
+        if wrote:
             reason: Literal["max_tokens", "content_filter"] | None = None
             if cut:
                 reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
             step_usage = Usage() if calls else usage
             yield from self._close_message(held, answer.text, reason, step_usage, charge)
             charge = _no_change
-        if cut and answer.reason == "length" and budget_spent:
+        # A cut answer's tool calls may have cut arguments: never asked for. Cut with nothing
+        # written, the run has nothing to show for it, and ends saying why.
+        if answer.reason == "length" and (budget_spent or not wrote):
             charge(held.state)
             yield from self._end(held, "incomplete", reason="max_completion_tokens")
+            return
+        if answer.reason == "content_filter" and not wrote:
+            charge(held.state)
+            yield from self._end(held, "failed", LastError(code="invalid_prompt", message=_FILTERED))
             return
         if calls and not cut:
             yield from self._ask_for_outputs(held, calls, usage, charge)

@@ -1,22 +1,35 @@
 """Load: N concurrent clients for T seconds against the dev host on Azurite, then proof that
-nothing acknowledged was lost, reordered or resurrected.
+nothing acknowledged was lost, reordered or resurrected, and that every run ended consistent.
 
-    .venv/bin/python -m bench.load [--clients 16] [--seconds 30] [--hot-threads 3]   (make load)
+    .venv/bin/python -m bench.load [--clients 16] [--run-clients 6] [--seconds 30] [--hot-threads 3]
+    (make load)
 
 Each client mixes creates, lists, retrieves, modifies and deletes of messages (on threads of its
-own and on a few hot threads every client writes to), assistants and threads. Afterwards, read
-only through the API:
+own and on a few hot threads every client writes to), assistants and threads. Run clients, beside
+them, run assistants on threads of their own against a scripted chat-completions model
+(tests/model_server.py, answering text, or a function call when tools are offered and the last
+message is not a tool result): half of them polled runs (`create`, then GET as
+`openai-poll-after-ms` advises, submitting tool outputs on `requires_action`), half streamed ones
+(`stream: true`, read as Server-Sent Events, tool outputs submitted streamed); every other run
+offers a function tool, and one run in four creates its thread with it. Afterwards, read only
+through the API:
   - every acknowledged message, assistant and thread is there, with its last acknowledged change;
   - messages list in an order consistent with acknowledgement: a message acknowledged before
     another was sent is listed before it;
-  - everything whose deletion was acknowledged is gone.
-Prints requests/s, latency percentiles, errors by status and the dev host's peak memory; exits
-non-zero on any 5xx, loss, reordering or resurrected delete.
+  - everything whose deletion was acknowledged is gone;
+  - every acknowledged run has ended, and completed; its steps are completed, a tool_calls step
+    with the outputs submitted; it has exactly one reply, completed, carrying its run_id, with
+    the model's text, the one its message_creation step names; its usage is the sum of its
+    steps'; its thread takes a message again.
+Prints requests/s, latency percentiles, errors by status, the runs by kind and their duration
+and the dev host's peak memory; exits non-zero on any 5xx, loss, reordering, resurrected delete
+or inconsistent run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import threading
 import time
@@ -26,7 +39,37 @@ from typing import Any
 
 import httpx
 
+from tests.model_server import ModelServer, Reply, call, text, tool_calls
 from tests.support import API_KEYS, Azurite, free_port, running_devhost
+
+ANSWER = "It is 18C in Paris."
+OUTPUT = '{"temp_c": 18}'
+TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
+RUN_DEADLINE = 120.0  # seconds a client waits for one run to end before counting it stuck
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def respond(body: dict[str, Any]) -> Reply:
+    """The scripted model: a function call when tools are offered and the last message is not a
+    tool result, else the text answer; streamed a little slower than instantly."""
+    messages = body.get("messages") or [{}]
+    if body.get("tools") and messages[-1].get("role") != "tool":
+        return tool_calls(call("get_weather", {"city": "Paris"}), chunk_delay=0.005)
+    return text(ANSWER, chunk_delay=0.005)
+
+
+@dataclass
+class RunRecord:
+    thread: str
+    kind: str  # "polled" or "streamed"
+    tool: bool
+    status: str = ""  # the last status the client saw
 
 
 @dataclass
@@ -42,6 +85,9 @@ class Ledger:
     assistants: set[str] = field(default_factory=set)
     deleted_assistants: set[str] = field(default_factory=set)
     deleted_threads: set[str] = field(default_factory=set)
+    runs: dict[str, RunRecord] = field(default_factory=dict)  # run id -> as acknowledged
+    run_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # by kind
+    run_problems: Counter[str] = field(default_factory=Counter)  # seen while running
 
 
 class Client:
@@ -143,6 +189,179 @@ class Client:
                 self.ledger.messages.pop(thread, None)
 
 
+class RunClient:
+    """Runs assistants on threads of its own, one run at a time, each to its end: polled, or
+    streamed (`streamed`)."""
+
+    def __init__(
+        self, base: str, ledger: Ledger, assistants: tuple[str, str], streamed: bool, seed: int
+    ) -> None:
+        self.http = httpx.Client(base_url=base, headers={"api-key": API_KEYS[0]}, timeout=120)
+        self.ledger = ledger
+        self.assistants = assistants  # (plain, with the function tool)
+        self.streamed = streamed
+        self.random = random.Random(seed)
+        self.kind = "streamed" if streamed else "polled"
+        self.thread: str | None = None
+        self.rounds = 0
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        with self.ledger.lock:
+            self.ledger.statuses[response.status_code] += 1
+        return response
+
+    def problem(self, what: str) -> None:
+        with self.ledger.lock:
+            self.ledger.run_problems[what] += 1
+
+    def step(self) -> None:
+        self.rounds += 1
+        tool = self.rounds % 2 == 0
+        body: dict[str, Any] = {"assistant_id": self.assistants[tool]}
+        if self.thread is None or self.random.random() < 0.25:
+            path = "/threads/runs"
+            body["thread"] = {"messages": [{"role": "user", "content": "Weather in Paris?"}]}
+        else:
+            path = f"/threads/{self.thread}/runs"
+            added = self.call(
+                "POST", f"/threads/{self.thread}/messages", json={"role": "user", "content": "And now?"}
+            )
+            if added.status_code != 200:  # its last run ended: the thread must take messages
+                self.problem("threads locked after their run")
+                return
+        started = time.monotonic()
+        status = self.streamed_run(path, body, tool) if self.streamed else self.polled_run(path, body, tool)
+        if status in TERMINAL:  # a run's create to its end, as this client saw it
+            with self.ledger.lock:
+                self.ledger.run_seconds[self.kind].append(time.monotonic() - started)
+
+    def acknowledge(self, run: dict[str, Any], tool: bool) -> RunRecord:
+        record = RunRecord(run["thread_id"], self.kind, tool, run["status"])
+        self.thread = run["thread_id"]
+        with self.ledger.lock:
+            self.ledger.runs[run["id"]] = record
+        return record
+
+    def outputs(self, run: dict[str, Any]) -> list[dict[str, str]]:
+        calls = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        return [{"tool_call_id": c["id"], "output": OUTPUT} for c in calls]
+
+    def polled_run(self, path: str, body: dict[str, Any], tool: bool) -> str:
+        created = self.call("POST", path, json=body)
+        if created.status_code != 200:
+            return ""
+        run = created.json()
+        record = self.acknowledge(run, tool)
+        where = f"/threads/{run['thread_id']}/runs/{run['id']}"
+        deadline = time.monotonic() + RUN_DEADLINE
+        while time.monotonic() < deadline:
+            response = self.call("GET", where)
+            if response.status_code != 200:
+                time.sleep(0.25)
+                continue
+            run = response.json()
+            record.status = run["status"]
+            if run["status"] in TERMINAL:
+                return str(run["status"])
+            if run["status"] == "requires_action":
+                self.call("POST", where + "/submit_tool_outputs", json={"tool_outputs": self.outputs(run)})
+                continue
+            time.sleep(int(response.headers.get("openai-poll-after-ms", "250")) / 1000)
+        self.problem("runs stuck")
+        return record.status
+
+    def streamed_run(self, path: str, body: dict[str, Any], tool: bool) -> str:
+        events = self.events(path, {**body, "stream": True})
+        if not events or events[0][0] not in ("thread.run.created", "thread.created"):
+            return ""
+        run = next(data for name, data in events if name == "thread.run.created")
+        record = self.acknowledge(run, tool)
+        while True:
+            ends = [
+                (name, data)
+                for name, data in events
+                if name.startswith("thread.run.") and not name.startswith("thread.run.step.")
+            ]
+            if not ends or events[-1][0] != "done":
+                self.problem("streams cut short")
+                return record.status
+            if any(name == "error" for name, _ in events):
+                self.problem("streams ending in an error")
+            name, run = ends[-1]
+            record.status = str(run["status"])
+            if name != "thread.run.requires_action":
+                return record.status
+            where = f"/threads/{run['thread_id']}/runs/{run['id']}/submit_tool_outputs"
+            events = self.events(where, {"tool_outputs": self.outputs(run), "stream": True})
+
+    def events(self, path: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The Server-Sent Events of a streamed request, [] if it was refused."""
+        events: list[tuple[str, Any]] = []
+        with self.http.stream("POST", path, json=body) as response:
+            with self.ledger.lock:
+                self.ledger.statuses[response.status_code] += 1
+            if response.status_code != 200:
+                response.read()
+                return []
+            name = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                    events.append((name, data if data == "[DONE]" else json.loads(data)))
+        return events
+
+
+def verify_runs(http: httpx.Client, ledger: Ledger) -> dict[str, int]:
+    """Every acknowledged run ended, completed and consistent (see the module's docstring)."""
+    problems: Counter[str] = Counter(ledger.run_problems)
+    threads: set[str] = set()
+    for run_id, record in ledger.runs.items():
+        threads.add(record.thread)
+        where = f"/threads/{record.thread}/runs/{run_id}"
+        run = http.get(where).json()
+        if run["status"] not in TERMINAL:
+            problems["runs not ended"] += 1
+            continue
+        if run["status"] != "completed":
+            problems[f"runs {run['status']}"] += 1
+        steps = http.get(where + "/steps", params={"order": "asc", "limit": 100}).json()["data"]
+        expected = ["tool_calls", "message_creation"] if record.tool else ["message_creation"]
+        if [s["type"] for s in steps] != expected or any(s["status"] != "completed" for s in steps):
+            problems["inconsistent steps"] += 1
+        for step in steps:
+            calls = step["step_details"].get("tool_calls") or []
+            if step["type"] == "tool_calls" and any(c["function"]["output"] != OUTPUT for c in calls):
+                problems["tool outputs lost"] += 1
+        replies = http.get(f"/threads/{record.thread}/messages", params={"run_id": run_id}).json()["data"]
+        named = [
+            s["step_details"]["message_creation"]["message_id"]
+            for s in steps
+            if s["type"] == "message_creation"
+        ]
+        if (
+            len(replies) != 1
+            or replies[0]["role"] != "assistant"
+            or replies[0]["status"] != "completed"
+            or replies[0]["run_id"] != run_id
+            or replies[0]["content"][0]["text"]["value"] != ANSWER
+            or [replies[0]["id"]] != named
+        ):
+            problems["inconsistent replies"] += 1
+        summed = {
+            k: sum((s["usage"] or {}).get(k, 0) for s in steps)
+            for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        }
+        if run["usage"] != summed or not summed["total_tokens"]:
+            problems["inconsistent usage"] += 1
+    for thread in threads:
+        added = http.post(f"/threads/{thread}/messages", json={"role": "user", "content": "after"})
+        problems["threads locked after their run"] += added.status_code != 200
+    return dict(problems)
+
+
 def listed(http: httpx.Client, thread: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     params: dict[str, Any] = {"order": "asc", "limit": 100}
@@ -199,6 +418,7 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--run-clients", type=int, default=6, help="half polled, half streamed")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--hot-threads", type=int, default=3)
     args = parser.parse_args()
@@ -207,15 +427,26 @@ def main() -> int:
     azurite.start()
     try:
         with (
-            running_devhost(azurite.connection_string) as host,
+            ModelServer(respond) as model,
+            running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url) as host,
             httpx.Client(base_url=host.api_url, headers={"api-key": API_KEYS[0]}, timeout=120) as http,
         ):
             hot = [http.post("/threads", json={}).json()["id"] for _ in range(args.hot_threads)]
+            assistants = (
+                http.post("/assistants", json={"model": "gpt-load"}).json()["id"],
+                http.post("/assistants", json={"model": "gpt-load", "tools": [WEATHER]}).json()["id"],
+            )
             ledger = Ledger()
             stop = time.monotonic() + args.seconds
-            clients = [Client(host.api_url, ledger, hot, seed) for seed in range(args.clients)]
+            clients: list[Client | RunClient] = [
+                Client(host.api_url, ledger, hot, seed) for seed in range(args.clients)
+            ]
+            clients += [
+                RunClient(host.api_url, ledger, assistants, streamed=n % 2 == 1, seed=n)
+                for n in range(args.run_clients)
+            ]
 
-            def run(client: Client) -> None:
+            def run(client: Client | RunClient) -> None:
                 while time.monotonic() < stop:
                     client.step()
 
@@ -226,19 +457,23 @@ def main() -> int:
             for w in workers:
                 w.join()
             elapsed = time.monotonic() - started
-            problems = verify(http, ledger)
+            problems = verify(http, ledger) | verify_runs(http, ledger)
             peak = peak_rss_mb(host.pid)
+            model_calls = len(model.requests)
     finally:
         azurite.stop()
 
     total = sum(ledger.statuses.values())
     server_errors = sum(n for status, n in ledger.statuses.items() if status >= 500)
     acknowledged = sum(len(m) for m in ledger.messages.values())
-    print(f"clients {args.clients}, {args.seconds:.0f} s, {args.hot_threads} hot threads")
+    print(
+        f"clients {args.clients} + {args.run_clients} running assistants, {args.seconds:.0f} s, "
+        f"{args.hot_threads} hot threads"
+    )
     print(f"requests {total}  ({total / elapsed:.0f}/s)")
     print(
         f"latency ms  p50 {percentile(ledger.latencies, 50):.1f}  p95 {percentile(ledger.latencies, 95):.1f}"
-        f"  p99 {percentile(ledger.latencies, 99):.1f}"
+        f"  p99 {percentile(ledger.latencies, 99):.1f}  (messages, assistants, threads)"
     )
     print("statuses    " + "  ".join(f"{s}: {n}" for s, n in sorted(ledger.statuses.items())))
     deleted = len(ledger.deleted_assistants) + len(ledger.deleted_threads)
@@ -246,11 +481,34 @@ def main() -> int:
         f"checked     {acknowledged} acknowledged messages in {len(ledger.messages)} threads, "
         f"{len(ledger.assistants)} assistants, {deleted} deleted objects"
     )
+    if args.run_clients:
+        kinds = Counter((r.kind, r.tool) for r in ledger.runs.values())
+        ended = Counter(r.status for r in ledger.runs.values())
+        print(
+            f"runs        {len(ledger.runs)}: polled {kinds['polled', False] + kinds['polled', True]} "
+            f"({kinds['polled', True]} with a function call), streamed "
+            f"{kinds['streamed', False] + kinds['streamed', True]} ({kinds['streamed', True]} with a "
+            f"function call); {model_calls} model calls; "
+            + ", ".join(f"{status} {n}" for status, n in sorted(ended.items()))
+        )
+        for kind, seconds in sorted(ledger.run_seconds.items()):
+            print(
+                f"run ms      {kind:<8}  p50 {percentile(seconds, 50):.1f}  p95 {percentile(seconds, 95):.1f}"
+                f"  p99 {percentile(seconds, 99):.1f}  (create to end, tool outputs included)"
+            )
+        print(
+            f"checked     {len(ledger.runs)} runs: ended, steps, one completed reply each, usage = sum of "
+            "steps, thread unlocked"
+        )
     print(f"dev host peak RSS {peak:.0f} MiB")
     failures = {k: v for k, v in problems.items() if v} | ({"5xx": server_errors} if server_errors else {})
     print(
         "RESULT "
-        + ("ok: zero 5xx, nothing lost, reordered or leaked" if not failures else f"FAILED {failures}")
+        + (
+            "ok: zero 5xx, nothing lost, reordered or leaked; every run ended consistent"
+            if not failures
+            else f"FAILED {failures}"
+        )
     )
     return 1 if failures else 0
 

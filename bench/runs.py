@@ -1,0 +1,334 @@
+"""`make bench` (runs): what a run costs beyond the model it calls.
+
+    .venv/bin/python -m bench.runs [--iterations 30] [--streams 100] [--seconds 20]
+
+Starts an in-memory Azurite, the scripted chat-completions server (tests/model_server.py) and
+two dev hosts on it: one straight to Azurite, one whose table traffic goes through a counting
+proxy. Each service measurement is interleaved with the same call made directly to the model
+server (A/B, then B/A), with the same messages, so machine noise falls on both:
+
+1. time to the first text delta: `runs.stream` against `chat.completions.create(stream=True)`;
+   the whole stream; `create_and_poll` (its polling steered by `openai-poll-after-ms`) against
+   one non-streamed completion;
+2. storage requests (table requests counted at the proxy) of a streamed one-answer run and of a
+   two-step function-call run, for a short and a 50-times longer answer;
+3. 100 simultaneous streamed runs on one dev host against a model that takes 5 s per answer
+   (its first word after 0.5 s): all complete, the time-to-first-delta overhead, peak memory;
+4. polled runs per second, clients looping on `create_and_poll` against an instant model.
+
+Exits non-zero if a run fails or a target in the table is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from openai import AssistantEventHandler, OpenAI
+
+from bench.bench import peak_rss_mb
+from tests.model_server import ModelServer, Reply, call, text, tool_calls
+from tests.support import (
+    API_KEYS,
+    Azurite,
+    DevHost,
+    FaultyProxy,
+    connection_string,
+    free_port,
+    running_devhost,
+)
+
+ANSWER = " ".join(f"word{i}" for i in range(20))
+TOOL = {
+    "type": "function",
+    "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
+}
+
+
+@dataclass
+class Pair:
+    name: str
+    service: list[float]
+    direct: list[float]
+    target_ms: float
+
+    @property
+    def overhead_ms(self) -> float:
+        return (statistics.median(self.service) - statistics.median(self.direct)) * 1000
+
+    def row(self) -> str:
+        service, direct = statistics.median(self.service) * 1000, statistics.median(self.direct) * 1000
+        met = "met" if self.overhead_ms <= self.target_ms else "MISSED"
+        return (
+            f"{self.name:<38}{service:>9.1f}{direct:>9.1f}{self.overhead_ms:>10.1f}"
+            f"{'<=' + format(self.target_ms, 'g'):>9}  {met}"
+        )
+
+
+def answer(body: dict[str, Any]) -> Reply:
+    """Text, or a tool call when tools are offered and the last message is not a tool result."""
+    last = body["messages"][-1]
+    if body.get("tools") and last["role"] != "tool":
+        return tool_calls(call("lookup", {"q": "x"}))
+    return text(ANSWER)
+
+
+class Handler(AssistantEventHandler):
+    def __init__(self, started: float) -> None:
+        super().__init__()
+        self.started = started
+        self.first_delta: float | None = None
+
+    def on_text_delta(self, delta: Any, snapshot: Any) -> None:
+        if self.first_delta is None:
+            self.first_delta = time.perf_counter() - self.started
+
+
+def stream_run(client: OpenAI, assistant_id: str) -> tuple[float, float, str]:
+    """(time to first delta, whole stream, status) of one streamed run on a new thread."""
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Count to twenty."}])
+    started = time.perf_counter()
+    handler = Handler(started)
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant_id, event_handler=handler
+    ) as s:
+        s.until_done()
+        status = s.get_final_run().status
+    return handler.first_delta or float("nan"), time.perf_counter() - started, status
+
+
+def direct_stream(model: OpenAI) -> tuple[float, float]:
+    started = time.perf_counter()
+    first: float | None = None
+    for chunk in model.chat.completions.create(
+        model="m",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Count to twenty."},
+        ],
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+    return first or float("nan"), time.perf_counter() - started
+
+
+def latency(client: OpenAI, model_client: OpenAI, iterations: int) -> list[Pair]:
+    assistant_id = client.beta.assistants.create(model="m", instructions="Be brief.").id
+    first = Pair("time to first text delta", [], [], 30)
+    whole = Pair("whole stream", [], [], 60)
+    polled = Pair("create_and_poll vs one completion", [], [], 300)
+    for i in range(iterations):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for side in order:
+            if side == 0:
+                ttfd, total, status = stream_run(client, assistant_id)
+                assert status == "completed", status
+                first.service.append(ttfd)
+                whole.service.append(total)
+                thread = client.beta.threads.create(
+                    messages=[{"role": "user", "content": "Count to twenty."}]
+                )
+                started = time.perf_counter()
+                run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+                polled.service.append(time.perf_counter() - started)
+                assert run.status == "completed", run.status
+            else:
+                ttfd, total = direct_stream(model_client)
+                first.direct.append(ttfd)
+                whole.direct.append(total)
+                started = time.perf_counter()
+                model_client.chat.completions.create(
+                    model="m",
+                    messages=[
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Count."},
+                    ],
+                )
+                polled.direct.append(time.perf_counter() - started)
+    return [first, whole, polled]
+
+
+def storage_requests(host: DevHost, proxy: FaultyProxy, model: ModelServer) -> list[str]:
+    client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
+    plain = client.beta.assistants.create(model="m").id
+    tooled = client.beta.assistants.create(model="m", tools=[TOOL]).id  # type: ignore[list-item]
+    rows = []
+    for words in (20, 1000):
+
+        def respond(body: dict[str, Any], n: int = words) -> Reply:
+            return answer(body) if body.get("tools") else text(" ".join(["w"] * n))
+
+        model.respond_with(respond)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+        before = proxy.requests
+        _, _, status = stream_run_on(client, thread.id, plain)
+        rows.append(
+            f"one-answer run, {words:>4}-word answer          {proxy.requests - before:>4}   ({status})"
+        )
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+        before = proxy.requests
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=tooled) as s:
+            s.until_done()
+            run = s.get_final_run()
+        assert run.required_action is not None
+        calls = run.required_action.submit_tool_outputs.tool_calls
+        outputs: Any = [{"tool_call_id": c.id, "output": "x"} for c in calls]
+        with client.beta.threads.runs.submit_tool_outputs_stream(
+            thread_id=thread.id, run_id=run.id, tool_outputs=outputs
+        ) as s:
+            s.until_done()
+            status = s.get_final_run().status
+        rows.append(
+            f"function-call run (2 steps), {words:>4} words   {proxy.requests - before:>4}   ({status})"
+        )
+    model.respond_with(answer)
+    return rows
+
+
+def stream_run_on(client: OpenAI, thread_id: str, assistant_id: str) -> tuple[float, float, str]:
+    started = time.perf_counter()
+    with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=assistant_id) as s:
+        s.until_done()
+        return 0.0, time.perf_counter() - started, s.get_final_run().status
+
+
+def slow(body: dict[str, Any]) -> Reply:
+    """An answer that takes the model 5 s: ten words, half a second apart."""
+    return text([f"w{i} " for i in range(10)], chunk_delay=0.5)
+
+
+def concurrent_streams(host: DevHost, model: ModelServer, count: int) -> list[str]:
+    """`count` streamed runs at once against a model that takes 5 s per answer."""
+    model.respond_with(slow)
+    model_client = OpenAI(base_url=model.base_url, api_key="x", max_retries=0)
+    own = statistics.median(direct_stream(model_client)[0] for _ in range(3))  # the model's own first word
+    client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0, timeout=120)
+    assistant_id = client.beta.assistants.create(model="m").id
+    threads = [
+        client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}]).id for _ in range(count)
+    ]
+    results: list[tuple[float, float, str]] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(count)
+
+    def one(thread_id: str) -> None:
+        gate.wait()
+        started = time.perf_counter()
+        handler = Handler(started)
+        try:
+            with client.beta.threads.runs.stream(
+                thread_id=thread_id, assistant_id=assistant_id, event_handler=handler
+            ) as s:
+                s.until_done()
+                status: str = s.get_final_run().status
+        except Exception as exc:  # counted as a failure below
+            status = f"error {type(exc).__name__}"
+        with lock:
+            results.append((handler.first_delta or float("nan"), time.perf_counter() - started, status))
+
+    workers = [threading.Thread(target=one, args=(t,)) for t in threads]
+    began = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - began
+    completed = sum(status == "completed" for _, _, status in results)
+    overheads = sorted((ttfd - own) * 1000 for ttfd, _, _ in results)
+    p95 = overheads[int(0.95 * (len(overheads) - 1))]
+    model.respond_with(answer)
+    met = "met" if completed == count and p95 <= 200 else "MISSED"
+    return [
+        f"{count} streamed runs at once: {completed} completed in {wall:.1f} s (5 s of model each,"
+        f" its first word after {own * 1000:.0f} ms)",
+        f"time to first delta over the model's, p50 {statistics.median(overheads):.0f} ms, p95 {p95:.0f} ms"
+        f" (target <=200)  {met}",
+        f"dev host peak RSS {peak_rss_mb(host.pid):.0f} MiB",
+    ]
+
+
+def polled_throughput(host: DevHost, seconds: float, clients: int = 16) -> str:
+    client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0, timeout=120)
+    assistant_id = client.beta.assistants.create(model="m").id
+    done: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def loop() -> None:
+        thread_id = client.beta.threads.create().id
+        while time.monotonic() < stop:
+            client.beta.threads.messages.create(thread_id, role="user", content="Hi")
+            done.append(
+                client.beta.threads.runs.create_and_poll(
+                    thread_id=thread_id, assistant_id=assistant_id
+                ).status
+            )
+
+    began = time.monotonic()
+    workers = [threading.Thread(target=loop) for _ in range(clients)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - began
+    failed = len(done) - done.count("completed")
+    rate = len(done) / elapsed
+    return f"polled runs: {len(done)} in {elapsed:.1f} s by {clients} clients, {rate:.1f}/s; {failed} failed"
+
+
+@contextmanager
+def servers() -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
+    with ExitStack() as stack:
+        azurite = Azurite(free_port())
+        azurite.start()
+        stack.callback(azurite.stop)
+        model = stack.enter_context(ModelServer(answer))
+        host = stack.enter_context(
+            running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url)
+        )
+        proxy = FaultyProxy(azurite.port)
+        stack.callback(proxy.close)
+        counted = stack.enter_context(
+            running_devhost(
+                connection_string(proxy.port, azurite.queue_port), ASSISTANTS_MODEL_BASE_URL=model.base_url
+            )
+        )
+        yield model, host, counted, proxy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.runs", description=__doc__)
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    with servers() as (model, host, counted, proxy):
+        client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
+        model_client = OpenAI(base_url=model.base_url, api_key="x", max_retries=0)
+        stream_run(client, client.beta.assistants.create(model="m").id)  # warm both
+        pairs = latency(client, model_client, args.iterations)
+        print("1. run against the bare model          service   direct  overhead   target  (median ms)")
+        for pair in pairs:
+            print(pair.row())
+        print("\n2. storage requests (table, at a proxy)  requests")
+        for row in storage_requests(counted, proxy, model):
+            print(row)
+        print("\n3. concurrency")
+        concurrency = concurrent_streams(host, model, args.streams)
+        for row in concurrency:
+            print(row)
+        print("\n4. " + polled_throughput(host, args.seconds))
+    missed = any(p.overhead_ms > p.target_ms for p in pairs) or any("MISSED" in row for row in concurrency)
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
