@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from . import ids, prompt
 from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
+from .beside import beside
 from .errors import InvalidRequest
 from .models import Message
 from .models.base import WireModel
@@ -183,10 +184,12 @@ class Executor:
 
     # --- driving ----------------------------------------------------------------------------
 
-    def drive(self, thread_id: str, run_id: str) -> Iterator[Event]:
+    def drive(self, thread_id: str, run_id: str, record: Record | None = None) -> Iterator[Event]:
         """Take the run if it waits for an executor and run it to its next stop (an end, or
-        `requires_action`), yielding its events; nothing if it needs no executor."""
-        held = self._load(thread_id, run_id)
+        `requires_action`), yielding its events; nothing if it needs no executor. `record` is
+        the run as its caller just wrote it, if it did (one read less)."""
+        runs = self._store.threads().runs(thread_id)
+        held = _Held(runs, record, stored(record)) if record is not None else self._load(thread_id, run_id)
         if held is None:
             return
         settled = self._settle(held)
@@ -249,10 +252,15 @@ class Executor:
         budget = self._context_tokens
         if run.max_prompt_tokens is not None:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
+        # The thread row is read now, beside the history, for the message the answer will add.
+        thread = beside(self._store.threads().get, run.thread_id) if held.thread is None else None
         try:
             history = prompt.fit(self._history(held), run, budget - prompt.estimate(fixed))
         except prompt.TooLong:
             return None
+        finally:
+            if thread is not None:
+                held.thread = thread.result()
         completion_budget = None
         if run.max_completion_tokens is not None:
             completion_budget = run.max_completion_tokens - execution.completion_tokens

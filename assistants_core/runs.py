@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import ids
+from .beside import beside
 from .documents import NewThread, document, optimistically
 from .errors import ApiError, InvalidRequest, NotFound
 from .executor import STREAM_ENDS, Event, EventStream, Executor, RunGone, StoredRun, stored
@@ -64,10 +65,12 @@ class Runs:
 
     def create(self, thread_id: str, request: CreateRunRequest) -> Run | EventStream:
         self._require_backend()
-        assistant = self._assistant(request.assistant_id)
+        finding = beside(self._assistant, request.assistant_id)  # read beside the thread's first read
+        written: dict[str, Record] = {}
 
         def attempt() -> Run:
             thread = self._thread(thread_id)
+            assistant = finding.result()
             self.check_unlocked(
                 thread, lambda run_id: f"Thread {thread_id} already has an active run {run_id}."
             )
@@ -87,11 +90,11 @@ class Runs:
             batch.add(runs.lock(thread, run.id, number + 1))
             batch.insert(runs.runs, run.id, self._stored(run, request.given()))
             self._store.active_runs().add(thread_id, run.id)
-            batch.commit()
+            written.update(batch.commit())
             return run
 
         run: Run = optimistically(attempt)
-        return self._start(run, request.stream, [])
+        return self._start(run, request.stream, [], written[run.id])
 
     def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
@@ -106,21 +109,24 @@ class Runs:
         )
         return self._start(run, request.stream, [Event("thread.created", thread)])
 
-    def _start(self, run: Run, stream: bool | None, before: list[Event]) -> Run | EventStream:
-        """The new run, handed to the queue; or, streamed, its events as this request drives it."""
+    def _start(
+        self, run: Run, stream: bool | None, before: list[Event], record: Record | None = None
+    ) -> Run | EventStream:
+        """The new run, handed to the queue; or, streamed, its events as this request drives it
+        (from `record`, the run as just written, if known)."""
         if not stream:
             self.enqueue(run)
             return run
         created = [Event("thread.run.created", run), Event("thread.run.queued", run)]
-        return EventStream(self._drive(run, [*before, *created]))
+        return EventStream(self._drive(run, [*before, *created], record))
 
-    def _drive(self, run: Run, before: list[Event]) -> Iterator[Event]:
+    def _drive(self, run: Run, before: list[Event], record: Record | None = None) -> Iterator[Event]:
         """The events of a run this request drives, after those that came `before`. If another
         executor has it (it cannot, but for a sweeper's late resend), the run is followed until
         it stops, so the stream still ends with the run's own end."""
         yield from before
         last = None
-        for last in self.executor.drive(run.thread_id, run.id):
+        for last in self.executor.drive(run.thread_id, run.id, record):
             yield last
         if last is None or last.event not in STREAM_ENDS:
             yield from self.executor.follow(run.thread_id, run.id)

@@ -25,13 +25,13 @@ beside it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
 from azure.data.tables import TableClient, TableEntity, TransactionOperation
 
 from .. import ids
+from ..beside import beside
 from .rows import (
     PART_SEPARATOR,
     PAST,
@@ -53,8 +53,6 @@ DATA, INDEX, GROUP = "d", "a", "g"
 SENTINEL = "!"  # sorts below every id character: at the head of the data and index ranges
 
 T = TypeVar("T")
-# Threads for owner checks that run beside a read (see Collection._owned); made only when used.
-_CHECKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="owner-check")
 
 
 def data_key(object_id: str, data: str = DATA) -> str:
@@ -96,7 +94,7 @@ class Collection(Partition):
         """`read`, with the owner checked beside it: the request waits for the slower, not both."""
         if self._owner_exists is None:
             return read()
-        check = _CHECKS.submit(self._owner_exists)
+        check = beside(self._owner_exists)
         result = read()
         if not check.result():
             raise OwnerGone()
