@@ -21,7 +21,7 @@ from assistants_core.service import Service
 from assistants_core.storage import Batch
 from assistants_core.worker import Worker
 from tests.model_server import ModelServer, text
-from tests.support import Azurite, in_process_store, run_concurrently
+from tests.support import Azurite, StorageMeter, in_process_store, run_concurrently
 
 
 @pytest.fixture
@@ -124,3 +124,20 @@ def abandon(svc: Service, thread_id: str, run_id: str) -> None:
     batch = Batch(runs.partition)
     batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
     batch.commit()
+
+
+def test_a_runs_storage_requests_do_not_grow_with_its_answer(azurite: Azurite, model: ModelServer) -> None:
+    meter = StorageMeter()
+    store = in_process_store(azurite.connection_string, meter=meter)
+    store.settings = replace(store.settings, runs_queue="q" + secrets.token_hex(6))
+    svc = Service(store, ModelBackend(model.base_url, "unused"))
+    worker = Worker(store, svc.runs)
+    counts = []
+    for words in (10, 2000):
+        model.script(text(" ".join(["word"] * words)))
+        thread_id, run_id = started_run(svc)
+        meter.reset()
+        worker.execute(message(thread_id, run_id), 1)
+        assert svc.runs.retrieve(thread_id, run_id).status == "completed"
+        counts.append(meter.requests)
+    assert counts[0] == counts[1], counts

@@ -24,7 +24,7 @@ from tests.model_server import (
     text,
     tool_calls,
 )
-from tests.support import API_KEYS, DevHost, run_concurrently, text_of
+from tests.support import API_KEYS, DevHost, run_concurrently, stored_rows, text_of
 
 WEATHER = {
     "type": "function",
@@ -116,7 +116,9 @@ def test_create_thread_and_run_poll(client: OpenAI, model: ModelServer) -> None:
 
 def test_run_settings_reach_the_model(client: OpenAI, model: ModelServer) -> None:
     model.script(text("{}"))
-    assistant_id = assistant(client, temperature=0.3, tools=[WEATHER])
+    # code_interpreter and file_search stay on the assistant but are not offered to the model
+    built_in: Any = [{"type": "code_interpreter"}, {"type": "file_search"}]
+    assistant_id = assistant(client, temperature=0.3, tools=[WEATHER, *built_in])
     thread_id = thread_with(client, "one", "two", "three")
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread_id,
@@ -133,6 +135,7 @@ def test_run_settings_reach_the_model(client: OpenAI, model: ModelServer) -> Non
     assert run.status == "completed"
     assert run.instructions == "You are terse.\n\nBe kind."
     assert run.temperature == 0.3 and run.top_p == 0.5 and run.metadata == {"purpose": "test"}
+    assert [t.type for t in run.tools] == ["function", "code_interpreter", "file_search"]
     sent = model.last_request().json
     assert sent["model"] == "other-model"
     assert sent["messages"] == [
@@ -168,6 +171,18 @@ def test_image_url_parts_are_sent_and_image_files_fail_the_run(client: OpenAI, m
     assert run.last_error.code == "invalid_prompt" and "image_file" in run.last_error.message
     assert len(model.requests) == before  # nothing was dropped silently and sent without it
     assert run.usage is not None and run.usage.total_tokens == 0
+
+    attached = thread_with(client)
+    client.beta.threads.messages.create(
+        attached,
+        role="user",
+        content="See the file.",
+        attachments=[{"file_id": "file-abc", "tools": [{"type": "file_search"}]}],
+    )
+    run = client.beta.threads.runs.create_and_poll(thread_id=attached, assistant_id=assistant_id)
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "invalid_prompt" and "attachments" in run.last_error.message
+    assert len(model.requests) == before
 
 
 # --- function calling ------------------------------------------------------------------------
@@ -591,3 +606,22 @@ def test_a_hung_model_does_not_hold_the_thread_past_the_deadline(
     ended = poll(client, thread_id, run.id, {"expired"}, seconds=30)
     assert ended.status == "expired"
     client.beta.threads.messages.create(thread_id, role="user", content="unlocked")
+
+
+def test_deleting_a_thread_removes_its_runs_and_steps(
+    client: OpenAI, model: ModelServer, devhost: DevHost
+) -> None:
+    model.script(tool_calls(call("get_weather", {"city": "Bern"})), text("Mild."))
+    thread_id = thread_with(client, "Bern?")
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant(client, tools=[WEATHER])
+    )
+    call_id = run.required_action.submit_tool_outputs.tool_calls[0].id  # type: ignore[union-attr]
+    client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "12C"}]
+    )
+    assert stored_rows(devhost.storage, devhost.table_prefix + "threads", thread_id) > 0
+    client.beta.threads.delete(thread_id)
+    assert stored_rows(devhost.storage, devhost.table_prefix + "threads", thread_id) == 0
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.runs.retrieve(run.id, thread_id=thread_id)
