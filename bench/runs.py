@@ -14,7 +14,9 @@ server (A/B, then B/A), with the same messages, so machine noise falls on both:
    two-step function-call run, for a short and a 50-times longer answer;
 3. 100 simultaneous streamed runs on one dev host against a model that takes 5 s per answer
    (its first word after 0.5 s): all complete, the time-to-first-delta overhead, peak memory;
-4. polled runs per second, clients looping on `create_and_poll` against an instant model.
+4. polled runs per second, clients looping on `create_and_poll` against an instant model;
+5. `create_and_poll` with the poll interval the service could advise (`openai-poll-after-ms`):
+   the latency each gives, for picking the one it does advise.
 
 Exits non-zero if a run fails or a target in the table is missed.
 """
@@ -284,6 +286,32 @@ def polled_throughput(host: DevHost, seconds: float, clients: int = 16) -> str:
     return f"polled runs: {len(done)} in {elapsed:.1f} s by {clients} clients, {rate:.1f}/s; {failed} failed"
 
 
+def poll_intervals(host: DevHost, iterations: int) -> list[str]:
+    """create_and_poll's latency if the service advised each interval (the SDK's own
+    poll_interval_ms stands in for the header), interleaved."""
+    client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
+    assistant_id = client.beta.assistants.create(model="m").id
+    intervals = (100, 250, 500, 1000)
+    times: dict[int, list[float]] = {p: [] for p in intervals}
+    for i in range(iterations):
+        for interval in intervals if i % 2 == 0 else reversed(intervals):
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+            started = time.perf_counter()
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant_id, poll_interval_ms=interval
+            )
+            times[interval].append(time.perf_counter() - started)
+            assert run.status == "completed", run.status
+    rows = []
+    for interval, spent in times.items():
+        median, p90 = statistics.median(spent) * 1000, sorted(spent)[int(0.9 * (len(spent) - 1))] * 1000
+        reads = median / interval + 1
+        rows.append(
+            f"poll every {interval:>4} ms: median {median:6.0f} ms, p90 {p90:6.0f} ms, ~{reads:.1f} reads"
+        )
+    return rows
+
+
 @contextmanager
 def servers() -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
     with ExitStack() as stack:
@@ -326,6 +354,9 @@ def main() -> None:
         for row in concurrency:
             print(row)
         print("\n4. " + polled_throughput(host, args.seconds))
+        print("\n5. the poll interval to advise")
+        for row in poll_intervals(host, max(4, args.iterations // 3)):
+            print(row)
     missed = any(p.overhead_ms > p.target_ms for p in pairs) or any("MISSED" in row for row in concurrency)
     sys.exit(1 if missed else 0)
 
