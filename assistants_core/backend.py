@@ -24,18 +24,19 @@ import time
 from collections.abc import Callable, Generator
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
-import openai
-
 from .models.run import ErrorCode, Usage
+
+if TYPE_CHECKING:
+    import openai  # imported when the first run calls the model: a cold start does not pay for it
 
 log = logging.getLogger("assistants.backend")
 
 MAX_RETRIES = 2
 MAX_RETRY_AFTER_SECONDS = 10.0
-TIMEOUT = openai.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+TIMEOUTS = {"connect": 10.0, "read": 120.0, "write": 30.0, "pool": 10.0}  # seconds
 AZURE_HOSTS = (".openai.azure.com", ".services.ai.azure.com", ".cognitiveservices.azure.com")
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 GENERIC_ERROR = "Sorry, something went wrong."
@@ -132,8 +133,21 @@ class ModelStream:
 class ModelBackend:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         self.base_url = base_url
-        credential: Any = api_key or _token_provider(base_url) or "none"
-        self._client = openai.OpenAI(base_url=base_url, api_key=credential, max_retries=0, timeout=TIMEOUT)
+        self._api_key = api_key
+        self._client: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def _openai(self) -> openai.OpenAI:
+        with self._lock:
+            if self._client is None:
+                import openai
+
+                credential: Any = self._api_key or _token_provider(self.base_url) or "none"
+                timeout = openai.Timeout(**TIMEOUTS)
+                self._client = openai.OpenAI(
+                    base_url=self.base_url, api_key=credential, max_retries=0, timeout=timeout
+                )
+            return self._client
 
     def stream(self, body: dict[str, Any]) -> ModelStream:
         """One call with this chat-completions request body, streamed."""
@@ -142,9 +156,12 @@ class ModelBackend:
 
     def _open(self, body: dict[str, Any]) -> openai.Stream[Any]:
         """The call's stream, once the backend has accepted it (retried as the module says)."""
+        client = self._openai()
+        import openai
+
         for attempt in range(MAX_RETRIES + 1):
             try:
-                return cast("openai.Stream[Any]", self._client.chat.completions.create(**body))
+                return cast("openai.Stream[Any]", client.chat.completions.create(**body))
             except openai.RateLimitError as exc:
                 wait = _retry_after(exc.response)
                 if attempt == MAX_RETRIES or wait is None or wait > MAX_RETRY_AFTER_SECONDS:
@@ -165,6 +182,8 @@ class ModelBackend:
 
 def _fragments(chunks: openai.Stream[Any]) -> Generator[Fragment, None, None]:
     """The chunks of a streamed answer as fragments, the finish reason and usage last."""
+    import openai
+
     reason: FinishReason | None = None
     usage: Usage | None = None
     try:

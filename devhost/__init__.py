@@ -151,6 +151,7 @@ class FunctionsHost:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=3,  # open streams end with the host, as they would
+            timeout_keep_alive=130,  # as long as the Functions host keeps an idle connection
         )
         server = uvicorn.Server(config)
         runners = [self.lag.run(), *(t.run() for t in self.triggers.values())]

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from assistants_core import executor
 from assistants_core.backend import ModelBackend
 from assistants_core.executor import LOST, Execution, StoredRun
 from assistants_core.models import CreateAssistantRequest, CreateMessageRequest, CreateThreadRequest
@@ -126,7 +127,12 @@ def abandon(svc: Service, thread_id: str, run_id: str) -> None:
     batch.commit()
 
 
-def test_a_runs_storage_requests_do_not_grow_with_its_answer(azurite: Azurite, model: ModelServer) -> None:
+def test_a_runs_storage_requests_do_not_grow_with_its_answer(
+    azurite: Azurite, model: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per answer, a run reads and writes the same; only its look for a cancel, twice a second
+    while the model writes, grows with the time an answer takes (held still here)."""
+    monkeypatch.setattr(executor, "CANCEL_CHECK_SECONDS", 60.0)
     meter = StorageMeter()
     store = in_process_store(azurite.connection_string, meter=meter)
     store.settings = replace(store.settings, runs_queue="q" + secrets.token_hex(6))
