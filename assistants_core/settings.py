@@ -61,6 +61,17 @@ class Settings:
                 f"Both {STORAGE_CONNECTION_STRING} and {STORAGE_ACCOUNT_URL} are set: set only one "
                 "(the URL to use the managed identity, the connection string for local runs)."
             )
+        if (
+            connection_string
+            and "tableendpoint=" in connection_string.lower()
+            and "queueendpoint=" not in connection_string.lower()
+        ):
+            # Else the storage SDK would make the queue's address up from the account's name,
+            # in the public cloud: never what a connection string with its own endpoints means.
+            raise ConfigurationError(
+                f"{STORAGE_CONNECTION_STRING} names a TableEndpoint but no QueueEndpoint: runs travel "
+                "through a storage queue, so give the queue service's endpoint too."
+            )
         if not (connection_string or account_url):
             raise ConfigurationError(
                 f"Neither {STORAGE_ACCOUNT_URL} nor {STORAGE_CONNECTION_STRING} is set: give the table "

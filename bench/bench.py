@@ -480,7 +480,7 @@ def main() -> int:
     args = parser.parse_args()
     azurite = Azurite(free_port())
     azurite.start()
-    proxy = FaultyProxy(azurite.port)
+    proxy = FaultyProxy(azurite.port, azurite.queue_port)
     lines: list[str] = []
     try:
         with (

@@ -42,7 +42,6 @@ from tests.support import (
     Azurite,
     DevHost,
     FaultyProxy,
-    connection_string,
     free_port,
     running_devhost,
 )
@@ -322,12 +321,10 @@ def servers() -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
         host = stack.enter_context(
             running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url)
         )
-        proxy = FaultyProxy(azurite.port)
+        proxy = FaultyProxy(azurite.port, azurite.queue_port)
         stack.callback(proxy.close)
         counted = stack.enter_context(
-            running_devhost(
-                connection_string(proxy.port, azurite.queue_port), ASSISTANTS_MODEL_BASE_URL=model.base_url
-            )
+            running_devhost(proxy.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url)
         )
         yield model, host, counted, proxy
 

@@ -251,13 +251,15 @@ def run_concurrently(actions: list[Any]) -> None:
 
 
 class FaultyProxy:
-    """An HTTP/1.1 proxy in front of Azurite that counts requests and, from a chosen one on,
-    drops connections without answering, as an unreachable storage would, until healed."""
+    """An HTTP/1.1 proxy in front of Azurite's tables that counts requests and, from a chosen one
+    on, drops connections without answering, as an unreachable storage would, until healed. Its
+    connection string reaches the queues, if given their port, directly."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, queue_port: int | None = None) -> None:
         import threading
 
         self.target_port = target_port
+        self.queue_port = queue_port
         self.port = free_port()
         self.requests = 0
         self._fail_from: int | None = None
@@ -267,7 +269,7 @@ class FaultyProxy:
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port)
+        return connection_string(self.port, self.queue_port)
 
     def fail_after(self, allowed: int) -> None:
         """Let `allowed` more requests through, then fail every one after them."""

@@ -17,7 +17,7 @@ MESSAGES = 1200  # 2,400 rows: about 25 transactions to create, 24 to delete
 
 @pytest.fixture
 def proxy(azurite: Azurite) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(azurite.port)
+    proxy = FaultyProxy(azurite.port, azurite.queue_port)
     yield proxy
     proxy.close()
 

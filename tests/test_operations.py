@@ -53,6 +53,37 @@ from tests.support import (
             },
             "ASSISTANTS_TABLE_PREFIX must be",
         ),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=b;TableEndpoint=http://127.0.0.1:1/a;",
+            },
+            "names a TableEndpoint but no QueueEndpoint",
+        ),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "x",
+                "ASSISTANTS_RUNS_QUEUE": "Runs",
+            },
+            "ASSISTANTS_RUNS_QUEUE must be a storage queue name",
+        ),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "x",
+                "ASSISTANTS_RUN_EXPIRY_SECONDS": "0",
+            },
+            "ASSISTANTS_RUN_EXPIRY_SECONDS must be",
+        ),
+        (
+            {
+                "ASSISTANTS_API_KEYS": "k",
+                "ASSISTANTS_STORAGE_CONNECTION_STRING": "x",
+                "ASSISTANTS_STREAM_HEARTBEAT_SECONDS": "soon",
+            },
+            "ASSISTANTS_STREAM_HEARTBEAT_SECONDS must be",
+        ),
     ],
 )
 def test_settings_refuse_to_start_with_a_clear_message(environ: dict[str, str], complaint: str) -> None:

@@ -38,7 +38,6 @@ from tests.support import (
     Azurite,
     DevHost,
     FaultyProxy,
-    connection_string,
     devhost_env,
     running_devhost,
     text_of,
@@ -447,10 +446,9 @@ def test_a_cancelled_run_lets_go_of_a_stalled_model_call(
 @pytest.fixture
 def proxied(azurite: Azurite, model: ModelServer) -> Iterator[tuple[FaultyProxy, DevHost]]:
     """A dev host whose tables are reached through a FaultyProxy; its runs queue directly."""
-    proxy = FaultyProxy(azurite.port)
+    proxy = FaultyProxy(azurite.port, azurite.queue_port)
     try:
-        storage = connection_string(proxy.port, azurite.queue_port)
-        with running_devhost(storage, ASSISTANTS_MODEL_BASE_URL=model.base_url) as host:
+        with running_devhost(proxy.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url) as host:
             yield proxy, host
     finally:
         proxy.close()
