@@ -29,7 +29,6 @@ or inconsistent run.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import Any
 import httpx
 
 from tests.model_server import ModelServer, Reply, call, text, tool_calls
-from tests.support import API_KEYS, Azurite, free_port, running_devhost
+from tests.support import API_KEYS, Azurite, free_port, running_devhost, sse_events
 
 ANSWER = "It is 18C in Paris."
 OUTPUT = '{"temp_c": 18}'
@@ -304,13 +303,7 @@ class RunClient:
             if response.status_code != 200:
                 response.read()
                 return []
-            name = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data = line[6:]
-                    events.append((name, data if data == "[DONE]" else json.loads(data)))
+            events.extend(sse_events(response.iter_lines()))
         return events
 
 

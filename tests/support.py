@@ -3,13 +3,14 @@ host serving function_app, as subprocesses, and the official `openai` clients po
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,18 @@ class StorageMeter:
 
     def reset(self) -> None:
         self.requests = self.rows = 0
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(event, data) of each Server-Sent Event in a stream's lines, as they come; the data is
+    parsed JSON, or the text "[DONE]"."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+            yield name, data if data == "[DONE]" else json.loads(data)
 
 
 def text_of(message: Any) -> str:

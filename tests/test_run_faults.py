@@ -40,6 +40,7 @@ from tests.support import (
     FaultyProxy,
     devhost_env,
     running_devhost,
+    sse_events,
     text_of,
 )
 
@@ -468,15 +469,10 @@ class EventReader(threading.Thread):
         try:
             with self.http.stream("POST", self.path, json={**self.body, "stream": True}) as response:
                 assert response.status_code == 200, response.read()
-                name = ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        name = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                        self.events.append((name, data if data == "[DONE]" else json.loads(data)))
-                        if name == "thread.message.delta":
-                            self.answering.set()
+                for name, data in sse_events(response.iter_lines()):
+                    self.events.append((name, data))
+                    if name == "thread.message.delta":
+                        self.answering.set()
         except BaseException as exc:  # looked at by the test
             self.failure = exc
 
