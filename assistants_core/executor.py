@@ -64,7 +64,7 @@ from .models.run import (
     ToolOutput,
     Usage,
 )
-from .storage import Batch, ConcurrentUpdate, Record, Store, ThreadRuns, next_message
+from .storage import Batch, ConcurrentUpdate, Record, StorageUnavailable, Store, ThreadRuns, next_message
 
 log = logging.getLogger("assistants.runs")
 
@@ -311,10 +311,10 @@ class Executor:
                 now = time.monotonic()
                 if now - checked >= CANCEL_CHECK_SECONDS:
                     checked = now
-                    self._check(held)
+                    self._through_blips(held, lambda: self._check(held))
                 if now - renewed >= RENEW_SECONDS:
                     renewed = now
-                    self._write(held, _renew)
+                    self._through_blips(held, lambda: self._write(held, _renew))
                 if isinstance(fragment, TextFragment):
                     if held.state.execution.open_message is None:
                         yield from self._open_message(held)
@@ -332,6 +332,16 @@ class Executor:
                     answer.reason, answer.usage = fragment.reason, fragment.usage
         finally:
             stream.close()
+
+    def _through_blips(self, held: _Held, step: Callable[[], None]) -> None:
+        """A look for a cancel, or a lease renewal, that storage could not serve: let go while
+        the lease still holds, so that a blip of storage does not end a run mid-answer."""
+        try:
+            step()
+        except StorageUnavailable:
+            if time.time() >= held.state.execution.lease_until - RENEW_SECONDS:
+                raise
+            log.warning("storage unavailable while run %s is at the model; going on", held.run.id)
 
     def _check(self, held: _Held) -> None:
         """Raise _Cancelled if the run is being cancelled, _Expired past its deadline; take in
