@@ -35,7 +35,6 @@ from .models import Message
 from .models.base import WireModel
 from .models.message import Text, TextContentBlock
 from .models.run import (
-    EXPIRY_SECONDS,
     FunctionCall,
     FunctionCallWithOutput,
     FunctionDelta,
@@ -796,7 +795,3 @@ def _step_delta(step_id: str, call: ToolCallHeaderDelta | ToolCallDelta) -> RunS
     return RunStepDelta(
         id=step_id, delta=StepDeltaContent(step_details=ToolCallsDeltaDetails(tool_calls=[call]))
     )
-
-
-def new_run_expiry(created_at: int, seconds: int = EXPIRY_SECONDS) -> int:
-    return created_at + seconds

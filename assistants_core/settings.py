@@ -89,7 +89,7 @@ class Settings:
                 f"{RUNS_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
                 f"hyphens), got {queue!r}."
             )
-        expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"
+        expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"  # OpenAI's 10 minutes, and the most
         if not expiry.isdigit() or not 1 <= int(expiry) <= 600:
             raise ConfigurationError(f"{RUN_EXPIRY_SECONDS} must be a number of seconds from 1 to 600.")
         heartbeat = env.get(STREAM_HEARTBEAT_SECONDS, "").strip() or "15"

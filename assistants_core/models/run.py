@@ -15,7 +15,6 @@ from .tools import AssistantTool, FunctionTool, ResponseFormat, ToolResources
 
 MAX_RUN_TOOLS = 20
 MIN_TOKEN_BUDGET = 256
-EXPIRY_SECONDS = 600  # a run that has not finished 10 minutes after its creation expires
 
 RunStatus = Literal[
     "queued",
