@@ -414,21 +414,25 @@ def test_two_streams_at_once_do_not_wait_for_each_other(devhost: DevHost, model:
     client = OpenAI(base_url=devhost.api_url, api_key=API_KEYS[0], max_retries=0)
     assistant_id = assistant(client)
     statuses: list[str] = []
+    asks = [f"Stream {n}" for n in range(2)]
 
-    def one() -> None:
+    def one(ask: str) -> None:
         with client.beta.threads.runs.stream(
-            thread_id=thread_with(client, "Hi"), assistant_id=assistant_id
+            thread_id=thread_with(client, ask), assistant_id=assistant_id
         ) as s:
             s.until_done()
             statuses.append(s.get_final_run().status)
 
-    workers = [threading.Thread(target=one) for _ in range(2)]
+    workers = [threading.Thread(target=one, args=(ask,)) for ask in asks]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     assert statuses == ["completed", "completed"]
-    assert model.peak_in_flight == 2  # both answers were being written at once
+    first, second = (next(r for r in model.requests if r.messages[-1]["content"] == ask) for ask in asks)
+    assert first.finished_at is not None and second.finished_at is not None
+    # Both answers were being written at once: each began before the other ended.
+    assert first.received_at < second.finished_at and second.received_at < first.finished_at
 
 
 def test_stream_false_is_the_plain_run(http: httpx.Client, model: ModelServer) -> None:
