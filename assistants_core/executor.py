@@ -449,8 +449,7 @@ class Executor:
         now = ids.unix_seconds()
         message_id, step_id = held.state.execution.open_message, held.state.execution.open_step
         assert message_id is not None and step_id is not None
-        message_record = held.runs.messages.get(message_id, for_write=True)
-        step_record = held.runs.steps(held.run.id).get(step_id, for_write=True)
+        step_record, message_record = self._open_parts(held)
         if message_record is None or step_record is None:
             raise RunGone()
         message = Message.model_validate_json(message_record.document)
@@ -474,6 +473,19 @@ class Executor:
         self._write(held, close, extra)
         yield Event("thread.message.completed" if reason is None else "thread.message.incomplete", message)
         yield Event("thread.run.step.completed", step)
+
+    def _open_parts(self, held: _Held) -> tuple[Record | None, Record | None]:
+        """The run's open step and open message, as stored, for a write that closes them."""
+        execution = held.state.execution
+        step = (
+            held.runs.steps(held.run.id).get(execution.open_step, for_write=True)
+            if execution.open_step
+            else None
+        )
+        message = (
+            held.runs.messages.get(execution.open_message, for_write=True) if execution.open_message else None
+        )
+        return step, message
 
     def _ask_for_outputs(
         self,
@@ -546,36 +558,26 @@ class Executor:
         now = ids.unix_seconds()
         execution = held.state.execution
         runs = held.runs
-        step_record = (
-            runs.steps(held.run.id).get(execution.open_step, for_write=True) if execution.open_step else None
-        )
-        message_record = (
-            runs.messages.get(execution.open_message, for_write=True) if execution.open_message else None
-        )
+        step_record, message_record = self._open_parts(held)
         events: list[Event] = []
-        step_status = {"completed": "completed", "incomplete": "completed", "failed": "failed"}.get(
-            status, status
-        )
-        message_reason = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}.get(
-            status
-        )
+        step_status = "completed" if status == "incomplete" else status
+        message_reason = _MESSAGE_ENDS.get(status, "max_tokens")
 
         def extra(batch: Batch) -> None:
             events.clear()  # a write redone builds them again
             if message_record is not None and execution.open_message:
                 message = Message.model_validate_json(message_record.document)
                 message.status, message.incomplete_at = "incomplete", now
-                message.incomplete_details = {"reason": message_reason or "max_tokens"}
+                message.incomplete_details = {"reason": message_reason}
                 batch.replace(runs.messages, execution.open_message, message_record, _json(message))
                 events.append(Event("thread.message.incomplete", message))
             if step_record is not None and execution.open_step:
                 step = RunStep.model_validate_json(step_record.document)
-                step.status = step_status  # type: ignore[assignment]
+                step.status = step_status
                 setattr(step, f"{step_status}_at", now)
-                if status == "failed" and error is not None and error.code != "invalid_prompt":
-                    step.last_error = StepError(code=error.code, message=error.message)
-                elif status == "failed" and error is not None:
-                    step.last_error = StepError(code="server_error", message=error.message)
+                if status == "failed" and error is not None:  # a step's codes lack invalid_prompt
+                    code = "server_error" if error.code == "invalid_prompt" else error.code
+                    step.last_error = StepError(code=code, message=error.message)
                 batch.replace(runs.steps(held.run.id), execution.open_step, step_record, _json(step))
                 events.append(Event(f"thread.run.step.{step_status}", step))
             batch.add(runs.unlock())

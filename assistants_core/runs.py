@@ -76,8 +76,8 @@ class Runs:
             )
             number = next_message(thread)
             created_at = ids.unix_seconds()
-            batch = Batch(self._store.threads().runs(thread_id).partition)
             runs = self._store.threads().runs(thread_id)
+            batch = Batch(runs.partition)
             for n, body in enumerate(request.additional_messages or []):
                 message = body.to_message(ids.sequential_id(ids.MESSAGE, number + n), thread_id, created_at)
                 batch.insert(
