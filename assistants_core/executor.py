@@ -12,8 +12,10 @@ conditional write that also takes a lease, and renews the lease while the model 
 second delivery of the same run finds it claimed and does nothing. A run whose executor died
 (its lease lapsed) is failed by whoever looks at it next (`settle`: a read, a lock check, the
 sweeper), and a run past `expires_at` is expired the same way, so no thread stays locked.
-Cancelling reaches the executor through storage: it looks at the run twice a second while the
-model answers, and stops reading the model when it finds `cancelling`.
+Cancelling reaches the executor through storage: the run is marked `cancelling`, and flagged in
+the active-runs index that the process's CancelWatch looks at twice a second; the executor
+reads its run when the flag is up (and every LOOK_SECONDS regardless) and stops reading the
+model when it finds `cancelling`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +34,7 @@ from pydantic import BaseModel, Field
 from . import ids, prompt
 from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
 from .beside import beside
+from .cancels import CancelWatch
 from .errors import InvalidRequest
 from .models import Message
 from .models.base import WireModel
@@ -63,13 +68,24 @@ from .models.run import (
     ToolOutput,
     Usage,
 )
-from .storage import Batch, ConcurrentUpdate, Record, StorageUnavailable, Store, ThreadRuns, next_message
+from .storage import (
+    Batch,
+    Collection,
+    ConcurrentUpdate,
+    Record,
+    StorageUnavailable,
+    Store,
+    ThreadRuns,
+    next_message,
+)
 
 log = logging.getLogger("assistants.runs")
 
 LEASE_SECONDS = 30  # a run whose executor has not renewed its lease for this long is taken as lost
 RENEW_SECONDS = 10
-CANCEL_CHECK_SECONDS = 0.5
+CANCEL_CHECK_SECONDS = 0.5  # how often the process looks for cancels (cancels.py)
+LOOK_SECONDS = 5  # how often an executor reads its run itself while the model answers
+HISTORY_PAGE = 100  # messages read at a time for a prompt
 MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
 DEFAULT_CONTEXT_TOKENS = 128_000
 LOST = "The run's worker stopped before the run finished."
@@ -151,16 +167,27 @@ class _Expired(Exception):
 
 @dataclass
 class _Held:
-    """The run as this executor last wrote or read it, and the thread's record."""
+    """The run as this executor last wrote or read it, and the thread's record; and the reads
+    for the next model call's prompt, if they were started early."""
 
     runs: ThreadRuns
     record: Record
     state: StoredRun
     thread: Record | None = None
+    reads: _PromptReads | None = None
 
     @property
     def run(self) -> Run:
         return self.state.run
+
+
+@dataclass(frozen=True)
+class _PromptReads:
+    """The thread's row (for the message an answer adds) and the newest page of its history,
+    being read."""
+
+    thread: Future[Record | None]
+    newest: Future[tuple[list[bytes], bool]]
 
 
 @dataclass
@@ -173,6 +200,31 @@ class _Answer:
     usage: Usage | None = None
 
 
+@dataclass(frozen=True)
+class _Written:
+    """An answer's text, for the message it streamed into: how it ended, and the usage of the
+    message's step."""
+
+    text: str
+    reason: Literal["max_tokens", "content_filter"] | None
+    usage: Usage
+
+
+@dataclass
+class _Closing:
+    """The replacements that close a run's open step and message, and their events after."""
+
+    replacements: list[tuple[Collection, str, Record, bytes]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def add(self, collection: Collection, key: str, record: Record, value: BaseModel) -> None:
+        self.replacements.append((collection, key, record, _json(value)))
+
+    def write(self, batch: Batch) -> None:
+        for collection, key, record, document in self.replacements:
+            batch.replace(collection, key, record, document)
+
+
 class Executor:
     def __init__(
         self, store: Store, backend: ModelBackend | None, context_tokens: int = DEFAULT_CONTEXT_TOKENS
@@ -180,6 +232,7 @@ class Executor:
         self._store = store
         self.backend = backend
         self._context_tokens = context_tokens
+        self._cancels = CancelWatch(store.active_runs, CANCEL_CHECK_SECONDS)
 
     # --- driving ----------------------------------------------------------------------------
 
@@ -200,11 +253,14 @@ class Executor:
             return
         if held.run.status != "queued":
             return
+        # The prompt's reads do not depend on the claim: they go beside it, one round trip less.
+        reads = _PromptReads(beside(self._store.threads().get, thread_id), beside(_newest_page, runs))
         try:
             owner = secrets.token_hex(8)
             self._write(held, lambda s: _claim(s, owner))
         except RunGone:
             return
+        held.reads = reads
         yield Event("thread.run.in_progress", held.run)
         try:
             yield from self._loop(held)
@@ -251,26 +307,32 @@ class Executor:
         budget = self._context_tokens
         if run.max_prompt_tokens is not None:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
-        # The thread row is read now, beside the history, for the message the answer will add.
-        thread = beside(self._store.threads().get, run.thread_id) if held.thread is None else None
+        reads, held.reads = held.reads, None
+        if reads is None:  # read now, side by side
+            reads = _PromptReads(
+                beside(self._store.threads().get, run.thread_id), beside(_newest_page, held.runs)
+            )
         try:
-            history = prompt.fit(self._history(held), run, budget - prompt.estimate(fixed))
+            history = prompt.fit(self._history(held, reads.newest), run, budget - prompt.estimate(fixed))
         except prompt.TooLong:
             return None
         finally:
-            if thread is not None:
-                held.thread = thread.result()
+            held.thread = reads.thread.result()
         completion_budget = None
         if run.max_completion_tokens is not None:
             completion_budget = run.max_completion_tokens - execution.completion_tokens
         messages = prompt.system_message(run) + history + turns
         return prompt.request_body(run, messages, execution.calls == 1, completion_budget)
 
-    def _history(self, held: _Held) -> Iterator[Message]:
-        """The thread's messages from before the run, newest first, read a page at a time."""
+    def _history(self, held: _Held, newest: Future[tuple[list[bytes], bool]]) -> Iterator[Message]:
+        """The thread's messages from before the run, newest first, read a page at a time (the
+        first, `newest`, already under way)."""
         after: str | None = None
         while True:
-            documents, more = held.runs.messages.page("desc", 100, after, None)
+            if after is None:
+                documents, more = newest.result()
+            else:
+                documents, more = held.runs.messages.page("desc", HISTORY_PAGE, after, None)
             for doc in documents:
                 message = Message.model_validate_json(doc)
                 if message.run_id != held.run.id:
@@ -300,8 +362,8 @@ class Executor:
         """One model call: text deltas as they come, tool calls gathered for the end."""
         assert self.backend is not None
         stream = self.backend.stream(dict(body))
-        checked = renewed = time.monotonic()
-        try:
+        with closing(stream), self._cancels.watching(held.run.id):
+            checked = looked = renewed = time.monotonic()
             while True:
                 try:
                     fragment = stream.next(timeout=CANCEL_CHECK_SECONDS)
@@ -310,7 +372,11 @@ class Executor:
                 now = time.monotonic()
                 if now - checked >= CANCEL_CHECK_SECONDS:
                     checked = now
-                    self._through_blips(held, lambda: self._check(held))
+                    if self._cancels.asked(held.run.id) or now - looked >= LOOK_SECONDS:
+                        looked = now
+                        self._through_blips(held, lambda: self._check(held))
+                    elif time.time() >= (held.run.expires_at or 0):
+                        raise _Expired()
                 if now - renewed >= RENEW_SECONDS:
                     renewed = now
                     self._through_blips(held, lambda: self._write(held, _renew))
@@ -329,8 +395,6 @@ class Executor:
                     call["arguments"] += fragment.arguments
                 elif isinstance(fragment, Finished):
                     answer.reason, answer.usage = fragment.reason, fragment.usage
-        finally:
-            stream.close()
 
     def _through_blips(self, held: _Held, step: Callable[[], None]) -> None:
         """A look for a cancel, or a lease renewal, that storage could not serve: let go while
@@ -415,64 +479,26 @@ class Executor:
             state.execution.completion_tokens += usage.completion_tokens
 
         wrote = held.state.execution.open_message is not None
+        written = None
         if wrote:
             reason: Literal["max_tokens", "content_filter"] | None = None
             if cut:
                 reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
-            step_usage = Usage() if calls else usage
-            yield from self._close_message(held, answer.text, reason, step_usage, charge)
-            charge = _no_change
+            written = _Written(answer.text, reason, Usage() if calls else usage)
         # A cut answer's tool calls may have cut arguments: never asked for. Cut with nothing
         # written, the run has nothing to show for it, and ends saying why.
         if answer.reason == "length" and (budget_spent or not wrote):
-            charge(held.state)
-            yield from self._end(held, "incomplete", reason="max_completion_tokens")
-            return
-        if answer.reason == "content_filter" and not wrote:
-            charge(held.state)
-            yield from self._end(held, "failed", LastError(code="invalid_prompt", message=_FILTERED))
-            return
-        if calls and not cut:
-            yield from self._ask_for_outputs(held, calls, usage, charge)
-            return
-        charge(held.state)
-        yield from self._end(held, "completed")
-
-    def _close_message(
-        self,
-        held: _Held,
-        text: str,
-        reason: Literal["max_tokens", "content_filter"] | None,
-        usage: Usage,
-        change: Callable[[StoredRun], None],
-    ) -> Iterator[Event]:
-        now = ids.unix_seconds()
-        message_id, step_id = held.state.execution.open_message, held.state.execution.open_step
-        assert message_id is not None and step_id is not None
-        step_record, message_record = self._open_parts(held)
-        if message_record is None or step_record is None:
-            raise RunGone()
-        message = Message.model_validate_json(message_record.document)
-        message.content = [TextContentBlock(type="text", text=Text(value=text))] if text else []
-        if reason is None:
-            message.status, message.completed_at = "completed", now
+            yield from self._end(
+                held, "incomplete", reason="max_completion_tokens", written=written, charge=charge
+            )
+        elif answer.reason == "content_filter" and not wrote:
+            yield from self._end(
+                held, "failed", LastError(code="invalid_prompt", message=_FILTERED), charge=charge
+            )
+        elif calls and not cut:
+            yield from self._ask_for_outputs(held, calls, usage, charge, written)
         else:
-            message.status, message.incomplete_at = "incomplete", now
-            message.incomplete_details = {"reason": reason}
-        step = RunStep.model_validate_json(step_record.document)
-        step.status, step.completed_at, step.usage = "completed", now, usage
-
-        def close(state: StoredRun) -> None:
-            change(state)
-            state.execution.open_message = state.execution.open_step = None
-
-        def extra(batch: Batch) -> None:
-            batch.replace(held.runs.messages, message_id, message_record, _json(message))
-            batch.replace(held.runs.steps(held.run.id), step_id, step_record, _json(step))
-
-        self._write(held, close, extra)
-        yield Event("thread.message.completed" if reason is None else "thread.message.incomplete", message)
-        yield Event("thread.run.step.completed", step)
+            yield from self._end(held, "completed", written=written, charge=charge)
 
     def _open_parts(self, held: _Held) -> tuple[Record | None, Record | None]:
         """The run's open step and open message, as stored, for a write that closes them."""
@@ -493,9 +519,12 @@ class Executor:
         calls: list[FunctionToolCall],
         usage: Usage,
         charge: Callable[[StoredRun], None],
+        written: _Written | None,
     ) -> Iterator[Event]:
-        """A tool_calls step (left in progress until the outputs come) and requires_action."""
+        """The message written before the calls, if one was, finished; a tool_calls step (left
+        in progress until the outputs come) and requires_action: in one write."""
         run = held.run
+        closing = self._closing(held, written, "completed")
         step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
         step = RunStep(
             id=step_id,
@@ -520,15 +549,16 @@ class Executor:
         def change(state: StoredRun) -> None:
             charge(state)
             state.execution.steps += 1
-            state.execution.open_step = step_id
+            state.execution.open_step, state.execution.open_message = step_id, None
             state.execution.pending_usage = usage
             state.run.status, state.run.required_action = "requires_action", action
 
-        self._write(
-            held,
-            change,
-            lambda b: b.insert(held.runs.steps(run.id), step_id, _json(step)),
-        )
+        def extra(batch: Batch) -> None:
+            closing.write(batch)
+            batch.insert(held.runs.steps(run.id), step_id, _json(step))
+
+        self._write(held, change, extra)
+        yield from closing.events
         empty = step.model_copy(update={"step_details": ToolCallsDetails()})
         yield Event("thread.run.step.created", empty)
         yield Event("thread.run.step.in_progress", empty)
@@ -552,37 +582,22 @@ class Executor:
         status: Literal["completed", "failed", "cancelled", "expired", "incomplete"],
         error: LastError | None = None,
         reason: Literal["max_completion_tokens", "max_prompt_tokens"] | None = None,
+        written: _Written | None = None,
+        charge: Callable[[StoredRun], None] | None = None,
     ) -> Iterator[Event]:
-        """The run's end: its open step and message closed to match, the lock released, all in
-        one write; then their events and the run's."""
+        """The run's end: its open step and message closed (with the answer `written` into the
+        message, if any; else as the end leaves them), the lock released, all in one write;
+        then their events and the run's."""
         now = ids.unix_seconds()
-        execution = held.state.execution
-        runs = held.runs
-        step_record, message_record = self._open_parts(held)
-        events: list[Event] = []
-        step_status = "completed" if status == "incomplete" else status
-        message_reason = _MESSAGE_ENDS.get(status, "max_tokens")
+        closing = self._closing(held, written, status, error)
 
         def extra(batch: Batch) -> None:
-            events.clear()  # a write redone builds them again
-            if message_record is not None and execution.open_message:
-                message = Message.model_validate_json(message_record.document)
-                message.status, message.incomplete_at = "incomplete", now
-                message.incomplete_details = {"reason": message_reason}
-                batch.replace(runs.messages, execution.open_message, message_record, _json(message))
-                events.append(Event("thread.message.incomplete", message))
-            if step_record is not None and execution.open_step:
-                step = RunStep.model_validate_json(step_record.document)
-                step.status = step_status
-                setattr(step, f"{step_status}_at", now)
-                if status == "failed" and error is not None:  # a step's codes lack invalid_prompt
-                    code = "server_error" if error.code == "invalid_prompt" else error.code
-                    step.last_error = StepError(code=code, message=error.message)
-                batch.replace(runs.steps(held.run.id), execution.open_step, step_record, _json(step))
-                events.append(Event(f"thread.run.step.{step_status}", step))
-            batch.add(runs.unlock())
+            closing.write(batch)
+            batch.add(held.runs.unlock())
 
         def change(state: StoredRun) -> None:
+            if charge is not None:
+                charge(state)
             run = state.run
             run.status, run.required_action = status, None
             run.usage = state.usage()
@@ -596,9 +611,50 @@ class Executor:
             state.execution.owner = None
 
         self._write(held, change, extra)
-        self._store.active_runs().remove(held.run.id)
-        yield from events
+        # Best effort, and nobody waits for it: the sweeper drops an ended run's row it finds.
+        beside(self._store.active_runs().remove, held.run.id).add_done_callback(_logged)
+        yield from closing.events
         yield Event(f"thread.run.{status}", held.run)
+
+    def _closing(
+        self,
+        held: _Held,
+        written: _Written | None,
+        status: Literal["completed", "failed", "cancelled", "expired", "incomplete"],
+        error: LastError | None = None,
+    ) -> _Closing:
+        """The writes and events that close the run's open step and message, as stored now:
+        the message finished with the answer `written` into it, or, if none was, left
+        incomplete by the run's end (`status`)."""
+        now = ids.unix_seconds()
+        execution, runs = held.state.execution, held.runs
+        step_record, message_record = self._open_parts(held)
+        closing = _Closing()
+        if message_record is not None and execution.open_message:
+            message = Message.model_validate_json(message_record.document)
+            if written is not None and written.text:
+                message.content = [TextContentBlock(type="text", text=Text(value=written.text))]
+            if written is not None and written.reason is None:
+                message.status, message.completed_at = "completed", now
+            else:
+                message.status, message.incomplete_at = "incomplete", now
+                incomplete = written.reason if written is not None else _MESSAGE_ENDS.get(status)
+                message.incomplete_details = {"reason": incomplete or "max_tokens"}
+            closing.add(runs.messages, execution.open_message, message_record, message)
+            closing.events.append(Event(f"thread.message.{message.status}", message))
+        if step_record is not None and execution.open_step:
+            step = RunStep.model_validate_json(step_record.document)
+            step_status = "completed" if written is not None or status == "incomplete" else status
+            step.status = step_status
+            setattr(step, f"{step_status}_at", now)
+            if written is not None:
+                step.usage = written.usage
+            if status == "failed" and error is not None:  # a step's codes lack invalid_prompt
+                code = "server_error" if error.code == "invalid_prompt" else error.code
+                step.last_error = StepError(code=code, message=error.message)
+            closing.add(runs.steps(held.run.id), execution.open_step, step_record, step)
+            closing.events.append(Event(f"thread.run.step.{step_status}", step))
+        return closing
 
     def follow(self, thread_id: str, run_id: str) -> Iterator[Event]:
         """The run's next stop (an end, or requires_action) as another executor reaches it."""
@@ -704,6 +760,10 @@ class Executor:
             try:
                 if run.status == "in_progress":
                     self._write(held, _mark_cancelling, retry=False)
+                    try:
+                        self._store.active_runs().mark_cancelling(run_id)
+                    except StorageUnavailable:  # the executor's own look at its run finds it later
+                        log.warning("could not flag run %s as cancelling in the index", run_id)
                     return held.run, events
                 events += list(self._end(held, "cancelled"))
                 return held.run, events
@@ -777,8 +837,13 @@ def _mark_cancelling(state: StoredRun) -> None:
     state.run.status = "cancelling"
 
 
-def _no_change(state: StoredRun) -> None:
-    return None
+def _newest_page(runs: ThreadRuns) -> tuple[list[bytes], bool]:
+    return runs.messages.page("desc", HISTORY_PAGE, None, None)
+
+
+def _logged(done: Future[None]) -> None:
+    if done.exception() is not None:
+        log.warning("could not drop an ended run from the active runs: %s", done.exception())
 
 
 def _call_with_id(call: dict[str, str]) -> FunctionToolCall:

@@ -8,7 +8,9 @@ runs queue; the queue trigger's executor takes it from there. Reads settle a run
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import ids
@@ -43,6 +45,8 @@ from .storage.queue import RunQueue
 
 if TYPE_CHECKING:
     from .service import Service
+
+log = logging.getLogger("assistants.runs")
 
 POLL_AFTER_MS = 250  # what `openai-poll-after-ms` advises while a run is under way
 
@@ -89,8 +93,9 @@ class Runs:
             run = self._new_run(assistant, request, thread_id, ids.sequential_id(ids.RUN, number), created_at)
             batch.add(runs.lock(thread, run.id, number + 1))
             batch.insert(runs.runs, run.id, self._stored(run, request.given()))
-            self._store.active_runs().add(thread_id, run.id)
+            indexing = self._index(thread_id, run.id)
             written.update(batch.commit())
+            _indexed(indexing, run.id)
             return run
 
         run: Run = optimistically(attempt)
@@ -103,11 +108,18 @@ class Runs:
         thread = new.thread
         run_id = ids.sequential_id(ids.RUN, len(new.messages))
         run = self._new_run(assistant, request, thread.id, run_id, thread.created_at)
-        self._store.active_runs().add(thread.id, run.id)
+        indexing = self._index(thread.id, run.id)
         self._store.threads().create(
             thread.id, new.document, new.messages, run=(run.id, self._stored(run, request.given()))
         )
+        _indexed(indexing, run.id)
         return self._start(run, request.stream, [Event("thread.created", thread)])
+
+    def _index(self, thread_id: str, run_id: str) -> Future[None]:
+        """The run's row in the active-runs index, for the sweeper: written beside the run's own
+        transaction, on a best-effort basis (a row whose run never came to be is dropped by the
+        sweeper; a run without one is still ended by whoever reads it, past its deadline)."""
+        return beside(self._store.active_runs().add, thread_id, run_id)
 
     def _start(
         self, run: Run, stream: bool | None, before: list[Event], record: Record | None = None
@@ -312,6 +324,13 @@ class Runs:
         """A 404 for the run, or for its thread if that is what is missing."""
         self._thread(thread_id)
         return NotFound.object("run", run_id)
+
+
+def _indexed(indexing: Future[None], run_id: str) -> None:
+    try:
+        indexing.result()
+    except StorageUnavailable:
+        log.warning("run %s was created without its row in the active-runs index", run_id)
 
 
 def _check(run: Run) -> None:

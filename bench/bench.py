@@ -36,6 +36,7 @@ from fastapi import Request, Response
 
 from assistants_core import ids
 from assistants_core.storage.collection import DATA, INDEX, data_key
+from assistants_core.storage.store import transport
 from tests.support import API_KEYS, ROOT, Azurite, FaultyProxy, free_port, running_devhost
 
 Call = Callable[[], Any]
@@ -495,7 +496,10 @@ def main() -> int:
                 base_url=counted_host.api_url, headers={"api-key": API_KEYS[0]}, timeout=60
             ) as counted,
         ):
-            tables = TableServiceClient.from_connection_string(azurite.connection_string)
+            # The floor's client is set up as the service's is (its HTTP session, its timeouts).
+            tables = TableServiceClient.from_connection_string(
+                azurite.connection_string, transport=transport()
+            )
             bench = Bench(http, proxy, tables, host.table_prefix)
 
             lines.append(

@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -143,22 +144,35 @@ def running_devhost(
     storage: str, table_prefix: str | None = None, log: Path | None = None, **env: str
 ) -> Iterator[DevHost]:
     """A dev host process of its own (own table prefix unless given), stopped on exit; its
-    output goes to `log` if given."""
+    output goes to `log` if given. A host that cannot start says why, in the error raised."""
     prefix = table_prefix or "t" + secrets.token_hex(4)
-    port = free_port()
-    output = log.open("ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--port", str(port), "--no-azurite"],
-        cwd=ROOT,
-        env=devhost_env(storage, prefix, **env),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process, "dev host")
-        yield DevHost(f"http://127.0.0.1:{port}", prefix, storage, process.pid)
-    finally:
-        stop(process)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = log or Path(scratch) / "devhost.log"
+        for attempt in range(3):
+            port = free_port()
+            with path.open("ab") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "devhost", "--port", str(port), "--no-azurite"],
+                    cwd=ROOT,
+                    env=devhost_env(storage, prefix, **env),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                wait_for_port(port, process, "dev host")
+                break
+            except RuntimeError as exc:
+                stop(process)
+                said = path.read_text(errors="replace")
+                # The free port was taken before the host bound it (another process's outgoing
+                # connection can draw it from the same ephemeral range): take another.
+                if "address already in use" in said.lower() and attempt < 2:
+                    continue
+                raise RuntimeError(f"{exc}; its output:\n{said[-3000:]}") from None
+        try:
+            yield DevHost(f"http://127.0.0.1:{port}", prefix, storage, process.pid)
+        finally:
+            stop(process)
 
 
 def sdk_clients(host: DevHost) -> dict[str, OpenAI]:

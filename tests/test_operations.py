@@ -115,6 +115,59 @@ def test_storage_is_reached_by_identity_or_by_connection_string() -> None:
         table_service(Settings(api_keys=(b"k",)))
 
 
+def test_storage_sessions_read_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistants_core.storage.store import transport
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ours.pem")
+    plain = transport()
+    assert plain.session.trust_env is False  # nothing to find per request
+    assert plain.connection_config.verify == "/etc/ssl/certs/ours.pem"  # read once, still honoured
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert transport().session.trust_env is True  # requests then honours it, and NO_PROXY
+
+
+def test_storage_that_never_answers_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage clients' read timeout reaches their transport: a storage that takes the
+    request and says nothing is a StorageUnavailable, not a wait of minutes."""
+    import socket
+    import threading
+
+    from assistants_core.storage import StorageUnavailable, Store
+    from assistants_core.storage import store as store_module
+    from tests.support import connection_string
+
+    monkeypatch.setitem(store_module.CLIENT_OPTIONS, "read_timeout", 0.5)
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def take_and_say_nothing() -> None:
+        while True:
+            try:
+                held.append(silent.accept()[0])
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=take_and_say_nothing, daemon=True).start()
+    settings = Settings.from_environ(
+        {
+            "ASSISTANTS_API_KEYS": "k",
+            "ASSISTANTS_STORAGE_CONNECTION_STRING": connection_string(silent.getsockname()[1], free_port()),
+        }
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageUnavailable):
+            Store(settings).assistants()
+    finally:
+        silent.close()
+        for connection in held:
+            connection.close()
+    assert time.monotonic() - started < 10  # the transport kept its own 300 s before
+
+
 def test_keys_are_comma_separated_and_trimmed() -> None:
     settings = Settings.from_environ(
         {"ASSISTANTS_API_KEYS": " one , two,,", "ASSISTANTS_STORAGE_CONNECTION_STRING": "x"}

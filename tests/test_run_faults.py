@@ -483,14 +483,16 @@ def test_storage_lost_mid_answer_ends_the_runs_and_loses_nothing(
     """Two runs are in the middle of their answers, one polled, one streamed, when storage stops
     answering (every table request dropped); it comes back once both executors have given up.
 
-    What happens: the executor reads the run twice a second while the model answers (to see a
-    cancel); that read fails (after the storage client's 2 retries), and the executor stops
-    reading the model. The streamed request ends its stream at once with an `error` event
-    (`service_unavailable`) and `done`; the polled run's queue message is delivered again, finds
-    the run still leased and does nothing. The runs stay `in_progress` until their lease lapses
-    (30 s after the claim), then the first read fails them (`server_error`, LOST) with their open
-    replies `incomplete`: one reply each at most, never `completed`, the users' messages intact,
-    the threads unlocked, and a new run on each answers."""
+    What happens: the looks for a cancel fail (the process's query of the active-runs index,
+    each executor's own read of its run), and the executors ride them out while their lease
+    holds; a write of a run's own fails, and its executor stops: the streamed request ends its
+    stream at once with an `error` event (`service_unavailable`) and `done`; the polled run's
+    queue message is delivered again, finds the run still leased and does nothing. A run whose
+    executor stopped stays `in_progress` until its lease lapses (30 s after its last renewal),
+    then the first read fails it (`server_error`, LOST) with its open reply `incomplete`; a run
+    whose executor wrote its answer once storage was back is `completed`: one reply each at
+    most, never a `completed` one in a failed run, the users' messages intact, the threads
+    unlocked, and a new run on each answers."""
     proxy, host = proxied
     client = api(host)
     model.respond_with(text(" ".join(["word"] * 400), chunk_delay=0.25))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +20,7 @@ from assistants_core.models import CreateAssistantRequest, CreateMessageRequest,
 from assistants_core.models.run import CreateRunRequest, Run
 from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
-from assistants_core.storage import Batch
+from assistants_core.storage import ActiveRuns, Batch, StorageUnavailable, Store
 from assistants_core.worker import Worker
 from tests.model_server import ModelServer, text
 from tests.support import Azurite, StorageMeter, in_process_store, run_concurrently
@@ -130,8 +131,9 @@ def abandon(svc: Service, thread_id: str, run_id: str) -> None:
 def test_a_runs_storage_requests_do_not_grow_with_its_answer(
     azurite: Azurite, model: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Per answer, a run reads and writes the same; only its look for a cancel, twice a second
-    while the model writes, grows with the time an answer takes (held still here)."""
+    """Per answer, a run reads and writes the same; only the looks for a cancel (the process's,
+    twice a second, and the run's own every few seconds) grow with the time an answer takes
+    (held still here)."""
     monkeypatch.setattr(executor, "CANCEL_CHECK_SECONDS", 60.0)
     meter = StorageMeter()
     store = in_process_store(azurite.connection_string, meter=meter)
@@ -145,5 +147,65 @@ def test_a_runs_storage_requests_do_not_grow_with_its_answer(
         meter.reset()
         worker.execute(message(thread_id, run_id), 1)
         assert svc.runs.retrieve(thread_id, run_id).status == "completed"
+        unmetered = Store(store.settings)
+        deadline = time.monotonic() + 10
+        while (thread_id, run_id) in list(unmetered.active_runs()):  # its removal runs on, unwaited
+            assert time.monotonic() < deadline, "the ended run's index row stayed"
+            time.sleep(0.02)
         counts.append(meter.requests)
     assert counts[0] == counts[1], counts
+
+
+def at_the_model(svc: Service, thread_id: str, run_id: str) -> None:
+    """Wait until the run's reply is open: its executor is reading the model's answer."""
+    deadline = time.monotonic() + 10
+    while not svc.list_messages(thread_id, ListQuery(), run_id).data:
+        assert time.monotonic() < deadline, "the reply never opened"
+        time.sleep(0.05)
+
+
+def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> tuple[Run, Run]:
+    """Two runs at a slow model (3 s answers), each executed as the queue trigger would; the
+    first is cancelled while its answer streams, and its model call is left before its end.
+    Both runs as they end."""
+    model.respond_with(text(" ".join(["word"] * 30), chunk_delay=0.1))
+    first, second = started_run(svc), started_run(svc)
+    executing = [threading.Thread(target=worker.execute, args=(message(*ids), 1)) for ids in (first, second)]
+    for thread in executing:
+        thread.start()
+    at_the_model(svc, *first)
+    at_the_model(svc, *second)
+    assert svc.runs.cancel(*first).status == "cancelling"
+    for thread in executing:
+        thread.join(timeout=30)
+    deadline = time.monotonic() + 10
+    while sorted(r.outcome for r in model.requests) != ["aborted", "completed"]:
+        assert time.monotonic() < deadline, [r.outcome for r in model.requests]
+        time.sleep(0.05)
+    return svc.runs.retrieve(*first), svc.runs.retrieve(*second)
+
+
+def test_a_cancel_reaches_the_runs_at_the_model_by_one_look_for_all(
+    service: tuple[Service, Worker], model: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executors never read their own runs here: the process's one look at the active-runs
+    index, for flagged cancels, is what stops the cancelled run, and only that one."""
+    monkeypatch.setattr(executor, "LOOK_SECONDS", 3600.0)
+    svc, worker = service
+    cancelled, completed = cancel_one_of_two(svc, worker, model)
+    assert cancelled.status == "cancelled"
+    assert completed.status == "completed"
+
+
+def test_a_cancel_whose_flag_could_not_be_written_is_found_by_its_executor(
+    service: tuple[Service, Worker], model: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(self: ActiveRuns, run_id: str) -> None:
+        raise StorageUnavailable("the index is out of reach")
+
+    monkeypatch.setattr(ActiveRuns, "mark_cancelling", unreachable)
+    monkeypatch.setattr(executor, "LOOK_SECONDS", 0.5)
+    svc, worker = service
+    cancelled, completed = cancel_one_of_two(svc, worker, model)
+    assert cancelled.status == "cancelled"
+    assert completed.status == "completed"

@@ -18,14 +18,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from .. import ids
 from ..settings import Settings
 from .rows import translated_errors
-from .store import CLIENT_OPTIONS
-
-_OPTIONS: dict[str, Any] = {
-    "retry_total": 2,
-    "retry_backoff_factor": 0.2,
-    "connection_timeout": 5,
-    "read_timeout": 30,
-}
+from .store import CLIENT_OPTIONS, transport
 
 
 class RunQueue:
@@ -57,6 +50,7 @@ class RunQueue:
 
 def _client(settings: Settings) -> QueueClient:
     policies: dict[str, Any] = {
+        "transport": transport(),
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
     }

@@ -22,6 +22,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -46,6 +47,9 @@ Operation = (
     tuple[TransactionOperation, Mapping[str, Any]]
     | tuple[TransactionOperation, Mapping[str, Any], Mapping[str, Any]]
 )
+# Operations that, alone, are written as a single-entity call (a delete stays a transaction:
+# the SDK's own delete ignores a missing row, which a transaction reports).
+_ALONE = (TransactionOperation.CREATE, TransactionOperation.UPSERT, TransactionOperation.UPDATE)
 
 # The SDK's HTTP logging writes every storage request's headers at INFO: noise, and costly in
 # Application Insights. Warnings and errors still come through.
@@ -259,8 +263,25 @@ class Partition:
 
     def submit(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
         """Commit the operations together; each one's response metadata (its new `etag`)."""
+        if len(operations) == 1 and operations[0][0] in _ALONE:
+            return [self._alone(operations[0])]
         with translated_errors(self.table):
             return list(self.table.submit_transaction(operations))
+
+    def _alone(self, operation: Operation) -> Mapping[str, Any]:
+        """One write as the entity call it is, not as a transaction of one: the SDK's multipart
+        envelope costs a transaction about 5 ms of CPU either way (measured), and two threads."""
+        kind, entity = operation[0], operation[1]
+        options = dict(operation[2]) if len(operation) == 3 else {}
+        try:
+            with translated_errors(self.table):
+                if kind == TransactionOperation.CREATE:
+                    return self.table.create_entity(entity)
+                if kind == TransactionOperation.UPSERT:
+                    return self.table.upsert_entity(entity, **options)
+                return self.table.update_entity(entity, **options)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:  # as a transaction says it
+            raise ConcurrentUpdate() from exc
 
 
 def unchanged_since(record: Record) -> dict[str, Any]:

@@ -13,9 +13,10 @@ that writes its terminal status, so a thread is never locked by a finished run, 
 unlocked while its run goes on.
 
 The partition `active-runs` holds a row for each run that has not ended yet, keyed by run id.
-It is written before the run and removed after its end, on a best-effort basis both ways: the
+It is written beside the run's transaction and removed after its end, on a best-effort basis: the
 sweeper reads it to end the runs nobody is driving, and drops rows whose run has ended or never
-came to be.
+came to be. A cancel flags the run's row (`cancelling`), so that one query tells the executors
+of a process which of their runs to stop (cancels.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, TransactionOperation
+from azure.data.tables import TableClient, TransactionOperation, UpdateMode
 
 from .. import ids
 from .collection import Collection
@@ -82,6 +83,23 @@ class ActiveRuns:
     def add(self, thread_id: str, run_id: str) -> None:
         with translated_errors(self._partition.table):
             self._partition.table.upsert_entity(self._partition.row(run_id, thread=thread_id))
+
+    def mark_cancelling(self, run_id: str) -> None:
+        """Flags the run's row, if it has one, as being cancelled."""
+        with translated_errors(self._partition.table), suppress(ResourceNotFoundError):
+            self._partition.table.update_entity(
+                self._partition.row(run_id, cancelling=True), mode=UpdateMode.MERGE
+            )
+
+    def cancelling(self) -> frozenset[str]:
+        """The ids of the runs flagged as being cancelled."""
+        with translated_errors(self._partition.table):
+            rows = self._partition.table.query_entities(
+                "PartitionKey eq @pk and cancelling eq @flag",
+                parameters={"pk": ACTIVE, "flag": True},
+                select=["RowKey"],
+            )
+            return frozenset(str(row["RowKey"]) for row in rows)
 
     def remove(self, run_id: str) -> None:
         with translated_errors(self._partition.table), suppress(ResourceNotFoundError):
