@@ -236,30 +236,35 @@ class Executor:
 
     # --- driving ----------------------------------------------------------------------------
 
-    def drive(self, thread_id: str, run_id: str, record: Record | None = None) -> Iterator[Event]:
+    def drive(
+        self, thread_id: str, run_id: str, record: Record | None = None, taken: bool = False
+    ) -> Iterator[Event]:
         """Take the run if it waits for an executor and run it to its next stop (an end, or
         `requires_action`), yielding its events; nothing if it needs no executor. `record` is
-        the run as its caller just wrote it, if it did (one read less)."""
+        the run as its caller just wrote it, if it did (one read less); `taken`, if the caller
+        wrote it already taken (`take`) for this executor to run."""
         runs = self._store.threads().runs(thread_id)
         held = _Held(runs, record, stored(record)) if record is not None else self._load(thread_id, run_id)
         if held is None:
             return
-        settled = self._settle(held)
-        if settled is not None:
-            yield from settled
-            return
-        if held.run.status == "cancelling":  # cancelled before anyone took it
-            yield from self._end(held, "cancelled")
-            return
-        if held.run.status != "queued":
-            return
         # The prompt's reads do not depend on the claim: they go beside it, one round trip less.
-        reads = _PromptReads(beside(self._store.threads().get, thread_id), beside(_newest_page, runs))
-        try:
-            owner = secrets.token_hex(8)
-            self._write(held, lambda s: _claim(s, owner))
-        except RunGone:
-            return
+        reads = None
+        if not taken:
+            settled = self._settle(held)
+            if settled is not None:
+                yield from settled
+                return
+            if held.run.status == "cancelling":  # cancelled before anyone took it
+                yield from self._end(held, "cancelled")
+                return
+            if held.run.status != "queued":
+                return
+            reads = _PromptReads(beside(self._store.threads().get, thread_id), beside(_newest_page, runs))
+            try:
+                owner = secrets.token_hex(8)
+                self._write(held, lambda s: _claim(s, owner))
+            except RunGone:
+                return
         held.reads = reads
         yield Event("thread.run.in_progress", held.run)
         try:
@@ -271,6 +276,12 @@ class Executor:
             yield from self._end(held, "expired")
         except RunGone:
             return
+
+    @staticmethod
+    def take(state: StoredRun) -> None:
+        """A new run's state as it is written when the request that creates it will drive it
+        (streamed): taken already, in the transaction that creates it, one write less."""
+        _claim(state, secrets.token_hex(8))
 
     def _loop(self, held: _Held) -> Iterator[Event]:
         """One model call, and what follows from its answer."""

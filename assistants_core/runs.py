@@ -2,7 +2,9 @@
 modify, submit tool outputs, cancel, and the steps. The lifecycle itself is the executor's.
 
 A run is created `queued`, in the same transaction that locks its thread, and handed to the
-runs queue; the queue trigger's executor takes it from there. Reads settle a run first (see
+runs queue; the queue trigger's executor takes it from there. A streamed run is created taken
+by the executor of the request that streams it instead (its events still say `queued`, then
+`in_progress`), and is not queued. Reads settle a run first (see
 `Executor.settle`), so a run past its deadline or abandoned by its executor is seen ended.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import ids
 from .beside import beside
@@ -92,7 +94,7 @@ class Runs:
             number += len(request.additional_messages or [])
             run = self._new_run(assistant, request, thread_id, ids.sequential_id(ids.RUN, number), created_at)
             batch.add(runs.lock(thread, run.id, number + 1))
-            batch.insert(runs.runs, run.id, self._stored(run, request.given()))
+            batch.insert(runs.runs, run.id, self._stored(run, request))
             indexing = self._index(thread_id, run.id)
             written.update(batch.commit())
             _indexed(indexing, run.id)
@@ -110,7 +112,7 @@ class Runs:
         run = self._new_run(assistant, request, thread.id, run_id, thread.created_at)
         indexing = self._index(thread.id, run.id)
         self._store.threads().create(
-            thread.id, new.document, new.messages, run=(run.id, self._stored(run, request.given()))
+            thread.id, new.document, new.messages, run=(run.id, self._stored(run, request))
         )
         _indexed(indexing, run.id)
         return self._start(run, request.stream, [Event("thread.created", thread)])
@@ -125,20 +127,22 @@ class Runs:
         self, run: Run, stream: bool | None, before: list[Event], record: Record | None = None
     ) -> Run | EventStream:
         """The new run, handed to the queue; or, streamed, its events as this request drives it
-        (from `record`, the run as just written, if known)."""
+        (it was written taken: see `_stored`), from `record`, the run as just written, if known."""
         if not stream:
             self.enqueue(run)
             return run
         created = [Event("thread.run.created", run), Event("thread.run.queued", run)]
-        return EventStream(self._drive(run, [*before, *created], record))
+        return EventStream(self._drive(run, [*before, *created], record, taken=True))
 
-    def _drive(self, run: Run, before: list[Event], record: Record | None = None) -> Iterator[Event]:
+    def _drive(
+        self, run: Run, before: list[Event], record: Record | None = None, taken: bool = False
+    ) -> Iterator[Event]:
         """The events of a run this request drives, after those that came `before`. If another
         executor has it (it cannot, but for a sweeper's late resend), the run is followed until
         it stops, so the stream still ends with the run's own end."""
         yield from before
         last = None
-        for last in self.executor.drive(run.thread_id, run.id, record):
+        for last in self.executor.drive(run.thread_id, run.id, record, taken):
             yield last
         if last is None or last.event not in STREAM_ENDS:
             yield from self.executor.follow(run.thread_id, run.id)
@@ -191,10 +195,14 @@ class Runs:
         _check(run)
         return run
 
-    def _stored(self, run: Run, fields: dict[str, Any]) -> bytes:
-        state = StoredRun(run=run)
+    def _stored(self, run: Run, request: CreateRunRequest | CreateThreadAndRunRequest) -> bytes:
+        """The new run as stored: queued for the queue trigger's executor, or, streamed, taken
+        by the executor of the request that creates it."""
+        state = StoredRun(run=run.model_copy(deep=True))  # `run` stays as created, for its events
         state.execution.queued_at = run.created_at
-        return document(state, fields)
+        if request.stream:
+            self.executor.take(state)
+        return document(state, request.given())
 
     def enqueue(self, run: Run) -> None:
         try:

@@ -441,3 +441,10 @@ def test_stream_false_is_the_plain_run(http: httpx.Client, model: ModelServer) -
     thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
     response = http.post(f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": False})
     assert response.headers["content-type"] == "application/json" and response.json()["status"] == "queued"
+    # The queue trigger's executor answers it: waited for, so that its model call does not land
+    # in the next test's.
+    run_id = response.json()["id"]
+    deadline = time.monotonic() + 20
+    while http.get(f"/threads/{thread_id}/runs/{run_id}").json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the queued run never completed"
+        time.sleep(0.05)
