@@ -535,7 +535,7 @@ class Executor:
         """The message written before the calls, if one was, finished; a tool_calls step (left
         in progress until the outputs come) and requires_action: in one write."""
         run = held.run
-        closing = self._closing(held, written, "completed")
+        closing = _Closing()
         step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
         step = RunStep(
             id=step_id,
@@ -565,6 +565,8 @@ class Executor:
             state.run.status, state.run.required_action = "requires_action", action
 
         def extra(batch: Batch) -> None:
+            nonlocal closing
+            closing = self._closing(held, written, "completed")  # read again for a write redone
             closing.write(batch)
             batch.insert(held.runs.steps(run.id), step_id, _json(step))
 
@@ -600,9 +602,11 @@ class Executor:
         message, if any; else as the end leaves them), the lock released, all in one write;
         then their events and the run's."""
         now = ids.unix_seconds()
-        closing = self._closing(held, written, status, error)
+        closing = _Closing()
 
         def extra(batch: Batch) -> None:
+            nonlocal closing
+            closing = self._closing(held, written, status, error)  # read again for a write redone
             closing.write(batch)
             batch.add(held.runs.unlock())
 

@@ -10,13 +10,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from assistants_core import executor
 from assistants_core.backend import ModelBackend
 from assistants_core.executor import LOST, Execution, StoredRun
-from assistants_core.models import CreateAssistantRequest, CreateMessageRequest, CreateThreadRequest
+from assistants_core.models import (
+    CreateAssistantRequest,
+    CreateMessageRequest,
+    CreateThreadRequest,
+    ModifyMessageRequest,
+)
 from assistants_core.models.run import CreateRunRequest, Run
 from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
@@ -164,10 +170,10 @@ def at_the_model(svc: Service, thread_id: str, run_id: str) -> None:
         time.sleep(0.05)
 
 
-def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> tuple[Run, Run]:
+def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> None:
     """Two runs at a slow model (3 s answers), each executed as the queue trigger would; the
-    first is cancelled while its answer streams, and its model call is left before its end.
-    Both runs as they end."""
+    first is cancelled while its answer streams: it ends cancelled, its model call left before
+    its end; the second completes."""
     model.respond_with(text(" ".join(["word"] * 30), chunk_delay=0.1))
     first, second = started_run(svc), started_run(svc)
     executing = [threading.Thread(target=worker.execute, args=(message(*ids), 1)) for ids in (first, second)]
@@ -182,7 +188,8 @@ def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> tuple
     while sorted(r.outcome for r in model.requests) != ["aborted", "completed"]:
         assert time.monotonic() < deadline, [r.outcome for r in model.requests]
         time.sleep(0.05)
-    return svc.runs.retrieve(*first), svc.runs.retrieve(*second)
+    assert svc.runs.retrieve(*first).status == "cancelled"
+    assert svc.runs.retrieve(*second).status == "completed"
 
 
 def test_a_cancel_reaches_the_runs_at_the_model_by_one_look_for_all(
@@ -192,9 +199,7 @@ def test_a_cancel_reaches_the_runs_at_the_model_by_one_look_for_all(
     index, for flagged cancels, is what stops the cancelled run, and only that one."""
     monkeypatch.setattr(executor, "LOOK_SECONDS", 3600.0)
     svc, worker = service
-    cancelled, completed = cancel_one_of_two(svc, worker, model)
-    assert cancelled.status == "cancelled"
-    assert completed.status == "completed"
+    cancel_one_of_two(svc, worker, model)
 
 
 def test_a_cancel_whose_flag_could_not_be_written_is_found_by_its_executor(
@@ -206,6 +211,36 @@ def test_a_cancel_whose_flag_could_not_be_written_is_found_by_its_executor(
     monkeypatch.setattr(ActiveRuns, "mark_cancelling", unreachable)
     monkeypatch.setattr(executor, "LOOK_SECONDS", 0.5)
     svc, worker = service
-    cancelled, completed = cancel_one_of_two(svc, worker, model)
-    assert cancelled.status == "cancelled"
-    assert completed.status == "completed"
+    cancel_one_of_two(svc, worker, model)
+
+
+def test_a_reply_changed_as_its_answer_ends_is_closed_with_the_change_kept(
+    service: tuple[Service, Worker], model: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply's metadata is modified just after the executor read the reply to close it: the
+    closing write fails on the reply's version, and is redone from the reply as it now is (not
+    retried for ever with the version it had read)."""
+    svc, worker = service
+    model.respond_with(text("Done."))
+    thread_id, run_id = started_run(svc)
+    closing = executor.Executor._closing
+    changed: list[str] = []
+
+    def read_then_changed(self: executor.Executor, held: Any, *args: Any) -> Any:
+        parts = closing(self, held, *args)
+        message_id = held.state.execution.open_message
+        if message_id and not changed:
+            changed.append(message_id)
+            svc.modify_message(thread_id, message_id, ModifyMessageRequest.parse({"metadata": {"k": "v"}}))
+        return parts
+
+    monkeypatch.setattr(executor.Executor, "_closing", read_then_changed)
+    executing = threading.Thread(target=worker.execute, args=(message(thread_id, run_id), 1), daemon=True)
+    executing.start()
+    executing.join(timeout=30)
+    assert not executing.is_alive(), "the executor kept retrying its write"
+    assert svc.runs.retrieve(thread_id, run_id).status == "completed"
+    reply = svc.list_messages(thread_id, ListQuery(), run_id).data[0]
+    assert changed == [reply.id]
+    assert reply.status == "completed" and reply.metadata == {"k": "v"}
+    assert reply.content[0].text.value == "Done."  # type: ignore[union-attr]
