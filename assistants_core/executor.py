@@ -383,11 +383,11 @@ class Executor:
                 now = time.monotonic()
                 if now - checked >= CANCEL_CHECK_SECONDS:
                     checked = now
+                    if time.time() >= (held.run.expires_at or 0):
+                        raise _Expired()
                     if self._cancels.asked(held.run.id) or now - looked >= LOOK_SECONDS:
                         looked = now
                         self._through_blips(held, lambda: self._check(held))
-                    elif time.time() >= (held.run.expires_at or 0):
-                        raise _Expired()
                 if now - renewed >= RENEW_SECONDS:
                     renewed = now
                     self._through_blips(held, lambda: self._write(held, _renew))
@@ -418,10 +418,8 @@ class Executor:
             log.warning("storage unavailable while run %s is at the model; going on", held.run.id)
 
     def _check(self, held: _Held) -> None:
-        """Raise _Cancelled if the run is being cancelled, _Expired past its deadline; take in
-        other changes (metadata)."""
-        if time.time() >= (held.run.expires_at or 0):
-            raise _Expired()
+        """Read the run: raise _Cancelled if it is being cancelled; take in other changes
+        (metadata)."""
         record = held.runs.get(held.run.id)
         if record is None:
             raise RunGone()
