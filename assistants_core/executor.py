@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -247,7 +247,12 @@ class Executor:
         held = _Held(runs, record, stored(record)) if record is not None else self._load(thread_id, run_id)
         if held is None:
             return
-        # The prompt's reads do not depend on the claim: they go beside it, one round trip less.
+        try:
+            yield from self._drive(held, taken)
+        except RunGone:  # another executor or a request moved the run first (ended it): theirs stands
+            return
+
+    def _drive(self, held: _Held, taken: bool) -> Iterator[Event]:
         reads = None
         if not taken:
             settled = self._settle(held)
@@ -259,12 +264,11 @@ class Executor:
                 return
             if held.run.status != "queued":
                 return
-            reads = _PromptReads(beside(self._store.threads().get, thread_id), beside(_newest_page, runs))
-            try:
-                owner = secrets.token_hex(8)
-                self._write(held, lambda s: _claim(s, owner))
-            except RunGone:
-                return
+            # The prompt's reads do not depend on the claim: they go beside it, one round trip less.
+            thread = beside(self._store.threads().get, held.run.thread_id)
+            reads = _PromptReads(thread, beside(_newest_page, held.runs))
+            owner = secrets.token_hex(8)
+            self._write(held, lambda s: _claim(s, owner))
         held.reads = reads
         yield Event("thread.run.in_progress", held.run)
         try:
@@ -274,8 +278,6 @@ class Executor:
             yield from self._end(held, "cancelled")
         except _Expired:
             yield from self._end(held, "expired")
-        except RunGone:
-            return
 
     @staticmethod
     def take(state: StoredRun) -> None:
@@ -684,11 +686,20 @@ class Executor:
     def settle(self, thread_id: str, run_id: str) -> StoredRun | None:
         """The run, after ending it if it is past its deadline or its executor is lost."""
         held = self._load(thread_id, run_id)
-        if held is None:
-            return None
-        for _ in self._settle(held) or ():
-            pass
-        return held.state
+        while held is not None:
+            seen = held.record.etag
+            try:
+                for _ in self._settle(held) or ():
+                    pass
+                return held.state
+            except RunGone:
+                # Another reader or the run's executor wrote first (the same end, as a rule):
+                # what they wrote is the answer, settled in turn. A run nobody wrote meanwhile
+                # lost its thread (being deleted), and goes with it.
+                held = self._load(thread_id, run_id)
+                if held is not None and held.record.etag == seen:
+                    return None
+        return None
 
     def _settle(self, held: _Held) -> Iterator[Event] | None:
         """The events of ending the run now, if it must end now; else None."""
@@ -708,8 +719,9 @@ class Executor:
         """End the run as failed, if it has not ended."""
         held = self._load(thread_id, run_id)
         if held is not None and held.run.is_active:
-            for _ in self._end(held, "failed", LastError(code="server_error", message=message)):
-                pass
+            with suppress(RunGone):  # it ended meanwhile
+                for _ in self._end(held, "failed", LastError(code="server_error", message=message)):
+                    pass
 
     # --- requests from clients --------------------------------------------------------------
 
@@ -806,7 +818,8 @@ class Executor:
     ) -> None:
         """Apply `change` to the run and write it (with `extra` in the same transaction), only if
         the run is as last seen. If it changed meanwhile: a cancel or an end stops this executor
-        (_Cancelled, RunGone); any other change (metadata) is taken in and the write redone."""
+        (_Cancelled, RunGone); any other change (metadata, another row of the write) is taken in
+        and the write redone, unless the thread is gone (RunGone)."""
         while True:
             state = held.state.model_copy(deep=True)
             change(state)
@@ -828,6 +841,8 @@ class Executor:
                     if held.run.status == "cancelling" and was == "in_progress":
                         raise _Cancelled() from None
                     raise RunGone() from None
+                # The thread row is in most writes (its lock): one being deleted fails them all.
+                self._thread(held)
                 continue
             held.record, held.state = written[held.run.id], state
             return

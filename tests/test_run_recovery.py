@@ -8,7 +8,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from assistants_core import executor
 from assistants_core.backend import ModelBackend
+from assistants_core.errors import NotFound
 from assistants_core.executor import LOST, Execution, StoredRun
 from assistants_core.models import (
     CreateAssistantRequest,
@@ -27,8 +28,9 @@ from assistants_core.models.run import CreateRunRequest, Run
 from assistants_core.pagination import ListQuery
 from assistants_core.service import Service
 from assistants_core.storage import ActiveRuns, Batch, StorageUnavailable, Store
+from assistants_core.storage.threads import THREAD
 from assistants_core.worker import Worker
-from tests.model_server import ModelServer, text
+from tests.model_server import ModelServer, hang, text
 from tests.support import Azurite, StorageMeter, in_process_store, run_concurrently
 
 
@@ -212,6 +214,100 @@ def test_a_cancel_whose_flag_could_not_be_written_is_found_by_its_executor(
     monkeypatch.setattr(executor, "LOOK_SECONDS", 0.5)
     svc, worker = service
     cancel_one_of_two(svc, worker, model)
+
+
+def expire(svc: Service, thread_id: str, run_id: str) -> None:
+    """The run past its deadline, as nobody has yet seen."""
+    runs = svc.runs._store.threads().runs(thread_id)
+    record = runs.get(run_id)
+    assert record is not None
+    state = StoredRun.model_validate_json(record.document)
+    state.run.expires_at = int(time.time()) - 1
+    batch = Batch(runs.partition)
+    batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
+    batch.commit()
+
+
+def ended_by_another_first(
+    monkeypatch: pytest.MonkeyPatch, svc: Service, thread_id: str, run_id: str
+) -> None:
+    """The next to end the run finds that another reader (a poll, the sweeper) ended it the moment
+    before: between its read of the run and its write."""
+    before_ending(monkeypatch, lambda: svc.runs.executor.settle(thread_id, run_id))
+
+
+def before_ending(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object]) -> None:
+    """`meanwhile` happens once, as the next to end a run has read it and is about to write."""
+    end = executor.Executor._end
+    done: list[bool] = []
+
+    def after_another(self: executor.Executor, held: Any, status: Any, *args: Any, **kwargs: Any) -> Any:
+        if not done:
+            done.append(True)
+            meanwhile()
+        return end(self, held, status, *args, **kwargs)
+
+    monkeypatch.setattr(executor.Executor, "_end", after_another)
+
+
+def test_a_run_a_poll_and_another_reader_end_at_once_reads_as_ended(
+    service: tuple[Service, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two readers find a run past its deadline at once: the second to write answers with the
+    end the first wrote, not a 500."""
+    svc, _ = service
+    thread_id, run_id = started_run(svc)
+    expire(svc, thread_id, run_id)
+    ended_by_another_first(monkeypatch, svc, thread_id, run_id)
+    assert svc.runs.retrieve(thread_id, run_id).status == "expired"
+    svc.create_message(thread_id, CreateMessageRequest.parse({"role": "user", "content": "unlocked"}))
+
+
+def test_a_run_whose_thread_is_being_deleted_as_it_is_read_is_not_found(
+    service: tuple[Service, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread's deletion removes the thread's row, then its runs: a poll that ends a run past its
+    deadline in between finds no thread to unlock, and answers 404, as it will once the runs go."""
+    svc, _ = service
+    thread_id, run_id = started_run(svc)
+    expire(svc, thread_id, run_id)
+    table = svc.runs._store.threads()._table
+    before_ending(monkeypatch, lambda: table.delete_entity(thread_id, THREAD))
+    answers: list[BaseException] = []
+
+    def retrieve() -> None:
+        try:
+            svc.runs.retrieve(thread_id, run_id)
+        except NotFound as exc:
+            answers.append(exc)
+
+    reading = threading.Thread(target=retrieve, daemon=True)
+    reading.start()
+    reading.join(timeout=30)
+    assert not reading.is_alive(), "the end's write was retried for ever"
+    assert len(answers) == 1
+
+
+@pytest.mark.parametrize("when", ["before it is taken", "at the model"])
+def test_an_executor_whose_run_another_reader_ended_first_ends_quietly(
+    service: tuple[Service, Worker], model: ModelServer, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The run's deadline passes, and a poll ends it just before its executor does (as the
+    executor takes it, or while the model answers): the executor stops without an error, so its
+    queue message is not delivered again for nothing."""
+    svc, worker = service
+    model.respond_with(hang(after=2))
+    if when == "at the model":
+        svc.runs._settings = replace(svc.runs._settings, run_expiry_seconds=2)
+    thread_id, run_id = started_run(svc)
+    if when == "before it is taken":
+        expire(svc, thread_id, run_id)
+    ended_by_another_first(monkeypatch, svc, thread_id, run_id)
+    worker.execute(message(thread_id, run_id), 1)
+    run = svc.runs.retrieve(thread_id, run_id)
+    assert run.status == "expired"
+    replies = svc.list_messages(thread_id, ListQuery(), run_id).data
+    assert [m.status for m in replies] == ([] if when == "before it is taken" else ["incomplete"])
 
 
 def test_a_reply_changed_as_its_answer_ends_is_closed_with_the_change_kept(
