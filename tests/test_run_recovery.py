@@ -106,14 +106,11 @@ def test_a_queued_run_whose_message_was_lost_is_sent_again(
     svc, worker = service
     model.respond_with(text("Recovered."))
     thread_id, run_id = started_run(svc)
-    runs = svc.runs._store.threads().runs(thread_id)
-    record = runs.get(run_id)
-    assert record is not None
-    state = StoredRun.model_validate_json(record.document)
-    state.execution.queued_at = int(time.time()) - 3600
-    batch = Batch(runs.partition)
-    batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
-    batch.commit()
+
+    def queued_an_hour_ago(state: StoredRun) -> None:
+        state.execution.queued_at = int(time.time()) - 3600
+
+    rewrite(svc, thread_id, run_id, queued_an_hour_ago)
     queue = svc.runs._queue._queue()
     queue.clear_messages()  # the original message is lost
     worker.sweep()
@@ -123,17 +120,26 @@ def test_a_queued_run_whose_message_was_lost_is_sent_again(
     assert svc.runs.retrieve(thread_id, run_id).status == "completed"
 
 
-def abandon(svc: Service, thread_id: str, run_id: str) -> None:
-    """The run as an executor leaves it that took it, then died: in progress, its lease lapsed."""
+def rewrite(svc: Service, thread_id: str, run_id: str, change: Callable[[StoredRun], None]) -> None:
+    """The stored run, changed behind the service's back."""
     runs = svc.runs._store.threads().runs(thread_id)
     record = runs.get(run_id)
     assert record is not None
     state = StoredRun.model_validate_json(record.document)
-    state.run.status, state.run.started_at = "in_progress", int(time.time())
-    state.execution = Execution(owner="dead", lease_until=time.time() - 1, calls=1)
+    change(state)
     batch = Batch(runs.partition)
     batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
     batch.commit()
+
+
+def abandon(svc: Service, thread_id: str, run_id: str) -> None:
+    """The run as an executor leaves it that took it, then died: in progress, its lease lapsed."""
+
+    def died(state: StoredRun) -> None:
+        state.run.status, state.run.started_at = "in_progress", int(time.time())
+        state.execution = Execution(owner="dead", lease_until=time.time() - 1, calls=1)
+
+    rewrite(svc, thread_id, run_id, died)
 
 
 def test_a_runs_storage_requests_do_not_grow_with_its_answer(
@@ -218,14 +224,11 @@ def test_a_cancel_whose_flag_could_not_be_written_is_found_by_its_executor(
 
 def expire(svc: Service, thread_id: str, run_id: str) -> None:
     """The run past its deadline, as nobody has yet seen."""
-    runs = svc.runs._store.threads().runs(thread_id)
-    record = runs.get(run_id)
-    assert record is not None
-    state = StoredRun.model_validate_json(record.document)
-    state.run.expires_at = int(time.time()) - 1
-    batch = Batch(runs.partition)
-    batch.replace(runs.runs, run_id, record, state.model_dump_json().encode())
-    batch.commit()
+
+    def past(state: StoredRun) -> None:
+        state.run.expires_at = int(time.time()) - 1
+
+    rewrite(svc, thread_id, run_id, past)
 
 
 def ended_by_another_first(
