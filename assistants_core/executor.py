@@ -264,9 +264,7 @@ class Executor:
                 return
             if held.run.status != "queued":
                 return
-            # The prompt's reads do not depend on the claim: they go beside it, one round trip less.
-            thread = beside(self._store.threads().get, held.run.thread_id)
-            reads = _PromptReads(thread, beside(_newest_page, held.runs))
+            reads = self._prompt_reads(held)  # beside the claim, which they do not depend on
             owner = secrets.token_hex(8)
             self._write(held, lambda s: _claim(s, owner))
         held.reads = reads
@@ -321,10 +319,8 @@ class Executor:
         if run.max_prompt_tokens is not None:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
         reads, held.reads = held.reads, None
-        if reads is None:  # read now, side by side
-            reads = _PromptReads(
-                beside(self._store.threads().get, run.thread_id), beside(_newest_page, held.runs)
-            )
+        if reads is None:
+            reads = self._prompt_reads(held)
         try:
             history = prompt.fit(self._history(held, reads.newest), run, budget - prompt.estimate(fixed))
         except prompt.TooLong:
@@ -336,6 +332,12 @@ class Executor:
             completion_budget = run.max_completion_tokens - execution.completion_tokens
         messages = prompt.system_message(run) + history + turns
         return prompt.request_body(run, messages, execution.calls == 1, completion_budget)
+
+    def _prompt_reads(self, held: _Held) -> _PromptReads:
+        """The thread's row and the newest page of its history, read side by side."""
+        return _PromptReads(
+            beside(self._store.threads().get, held.run.thread_id), beside(_newest_page, held.runs)
+        )
 
     def _history(self, held: _Held, newest: Future[tuple[list[bytes], bool]]) -> Iterator[Message]:
         """The thread's messages from before the run, newest first, read a page at a time (the
