@@ -42,6 +42,7 @@ from tests.support import (
     running_devhost,
     sse_events,
     text_of,
+    wait_until,
 )
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
@@ -71,13 +72,6 @@ def wait_for(
             return run
         assert time.monotonic() < deadline, f"run {run_id} still {run.status} after {seconds} s"
         time.sleep(0.2)
-
-
-def wait_until(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.1)
 
 
 def wait_aborted(model: ModelServer, count: int, seconds: float) -> None:

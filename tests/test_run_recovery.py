@@ -31,7 +31,7 @@ from assistants_core.storage import ActiveRuns, Batch, StorageUnavailable, Store
 from assistants_core.storage.threads import THREAD
 from assistants_core.worker import Worker
 from tests.model_server import ModelServer, hang, text
-from tests.support import Azurite, StorageMeter, in_process_store, run_concurrently
+from tests.support import Azurite, StorageMeter, in_process_store, run_concurrently, wait_until
 
 
 @pytest.fixture
@@ -154,6 +154,7 @@ def test_a_runs_storage_requests_do_not_grow_with_its_answer(
     store.settings = replace(store.settings, runs_queue="q" + secrets.token_hex(6))
     svc = Service(store, ModelBackend(model.base_url, "unused"))
     worker = Worker(store, svc.runs)
+    active_runs = Store(store.settings).active_runs()  # read unmetered
     counts = []
     for words in (10, 2000):
         model.script(text(" ".join(["word"] * words)))
@@ -161,21 +162,18 @@ def test_a_runs_storage_requests_do_not_grow_with_its_answer(
         meter.reset()
         worker.execute(message(thread_id, run_id), 1)
         assert svc.runs.retrieve(thread_id, run_id).status == "completed"
-        unmetered = Store(store.settings)
-        deadline = time.monotonic() + 10
-        while (thread_id, run_id) in list(unmetered.active_runs()):  # its removal runs on, unwaited
-            assert time.monotonic() < deadline, "the ended run's index row stayed"
-            time.sleep(0.02)
+
+        def dropped(row: tuple[str, str] = (thread_id, run_id)) -> bool:
+            return row not in list(active_runs)
+
+        wait_until(dropped, 10, "the ended run's index row to go")  # its removal runs on, unwaited
         counts.append(meter.requests)
     assert counts[0] == counts[1], counts
 
 
 def at_the_model(svc: Service, thread_id: str, run_id: str) -> None:
     """Wait until the run's reply is open: its executor is reading the model's answer."""
-    deadline = time.monotonic() + 10
-    while not svc.list_messages(thread_id, ListQuery(), run_id).data:
-        assert time.monotonic() < deadline, "the reply never opened"
-        time.sleep(0.05)
+    wait_until(lambda: svc.list_messages(thread_id, ListQuery(), run_id).data, 10, "the reply to open")
 
 
 def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> None:
@@ -194,7 +192,7 @@ def cancel_one_of_two(svc: Service, worker: Worker, model: ModelServer) -> None:
         thread.join(timeout=30)
     deadline = time.monotonic() + 10
     while sorted(r.outcome for r in model.requests) != ["aborted", "completed"]:
-        assert time.monotonic() < deadline, [r.outcome for r in model.requests]
+        assert time.monotonic() < deadline, [r.outcome for r in model.requests]  # what they were
         time.sleep(0.05)
     assert svc.runs.retrieve(*first).status == "cancelled"
     assert svc.runs.retrieve(*second).status == "completed"

@@ -15,7 +15,7 @@ from openai.types.beta.threads import Message, Text, TextDelta
 from openai.types.beta.threads.runs import RunStep, ToolCall
 
 from tests.model_server import ModelServer, call, cut, hang, text, tool_calls
-from tests.support import API_KEYS, DevHost, text_of
+from tests.support import API_KEYS, DevHost, text_of, wait_until
 from tests.test_runs import TIME, WEATHER, assistant, poll, thread_with
 
 TEXT_EVENTS = [
@@ -444,7 +444,8 @@ def test_stream_false_is_the_plain_run(http: httpx.Client, model: ModelServer) -
     # The queue trigger's executor answers it: waited for, so that its model call does not land
     # in the next test's.
     run_id = response.json()["id"]
-    deadline = time.monotonic() + 20
-    while http.get(f"/threads/{thread_id}/runs/{run_id}").json()["status"] != "completed":
-        assert time.monotonic() < deadline, "the queued run never completed"
-        time.sleep(0.05)
+    wait_until(
+        lambda: http.get(f"/threads/{thread_id}/runs/{run_id}").json()["status"] == "completed",
+        20,
+        "the queued run to complete",
+    )
