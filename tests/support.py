@@ -209,19 +209,23 @@ def stored_rows(storage: str, table: str, partition: str | None = None) -> int:
 
 
 class StorageMeter:
-    """Counts storage requests, and the most rows they may return: a query's `$top`, else one."""
+    """Counts storage requests, and the most rows they may return: a query's `$top`, else one;
+    and the methods of the requests, in order."""
 
     def __init__(self) -> None:
         self.requests = 0
         self.rows = 0
+        self.methods: list[str] = []
 
     def __call__(self, response: PipelineResponse[Any, Any]) -> None:
         self.requests += 1
+        self.methods.append(response.http_request.method)
         top = parse_qs(urlsplit(response.http_request.url).query).get("$top", ["1"])[0]
         self.rows += int(top)
 
     def reset(self) -> None:
         self.requests = self.rows = 0
+        self.methods = []
 
 
 def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:

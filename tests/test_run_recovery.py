@@ -163,10 +163,12 @@ def test_a_runs_storage_requests_do_not_grow_with_its_answer(
         worker.execute(message(thread_id, run_id), 1)
         assert svc.runs.retrieve(thread_id, run_id).status == "completed"
 
+        # The index row's removal runs on, unwaited, its request counted when its answer is
+        # read: after the row is gone, which is not soon enough to count it.
         def dropped(row: tuple[str, str] = (thread_id, run_id)) -> bool:
-            return row not in list(active_runs)
+            return row not in list(active_runs) and "DELETE" in meter.methods
 
-        wait_until(dropped, 10, "the ended run's index row to go")  # its removal runs on, unwaited
+        wait_until(dropped, 10, "the ended run's index row to go")
         counts.append(meter.requests)
     assert counts[0] == counts[1], counts
 
