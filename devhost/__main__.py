@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin"
 LOOPBACK = "127.0.0.1"
 # The emulator's well-known ports, which UseDevelopmentStorage=true points at.
-AZURITE_SERVICES = {"table": 10002, "queue": 10001}
+AZURITE_SERVICES = {"table": 10002, "queue": 10001, "blob": 10000}
 _EMULATOR_MARKERS = ("usedevelopmentstorage=true", "127.0.0.1:1000", "localhost:1000")
 
 

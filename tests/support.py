@@ -1,4 +1,4 @@
-"""Real servers for the tests: Azurite (tables and queues, in memory, on free ports) and the dev
+"""Real servers for the tests: Azurite (tables, queues and blobs, in memory, on free ports) and the dev
 host serving function_app, as subprocesses, and the official `openai` clients pointed at them."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from assistants_core.settings import Settings
 from assistants_core.storage import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-AZURITE = ROOT / "node_modules" / ".bin"  # azurite-table, azurite-queue
+AZURITE = ROOT / "node_modules" / ".bin"  # azurite-table, azurite-queue, azurite-blob
 API_KEYS = ("test-key-primary", "test-key-secondary")
 API_VERSION = "2025-03-01-preview"
 DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -60,12 +60,14 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, second
         time.sleep(0.05)
 
 
-def connection_string(port: int, queue_port: int | None = None) -> str:
-    """Azurite's account at `port` (tables) and, if given, `queue_port` (queues)."""
+def connection_string(port: int, queue_port: int | None = None, blob_port: int | None = None) -> str:
+    """Azurite's account at `port` (tables) and, if given, `queue_port` (queues) and `blob_port`
+    (blobs)."""
     queues = f"QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;" if queue_port else ""
+    blobs = f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;" if blob_port else ""
     return (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={DEV_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;{queues}"
+        f"AccountKey={DEV_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;{queues}{blobs}"
     )
 
 
@@ -80,20 +82,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Azurite:
-    """Azurite's table service on `port` and its queue service on `queue_port`, in memory; one
-    connection string reaches both. Stopped and started again, it comes back empty, on the same
-    ports."""
+    """Azurite's table service on `port`, its queue service on `queue_port` and its blob service
+    on `blob_port`, in memory; one connection string reaches all three. Stopped and started again,
+    it comes back empty, on the same ports."""
 
     port: int
     queue_port: int = field(default_factory=free_port)
+    blob_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.port, self.queue_port)
+        return connection_string(self.port, self.queue_port, self.blob_port)
+
+    @property
+    def services(self) -> tuple[tuple[str, int], ...]:
+        return (("table", self.port), ("queue", self.queue_port), ("blob", self.blob_port))
 
     def start(self) -> None:
-        for service, port in (("table", self.port), ("queue", self.queue_port)):
+        for service, port in self.services:
             self.processes.append(
                 subprocess.Popen(
                     [
@@ -111,7 +118,7 @@ class Azurite:
                 )
             )
         try:
-            for process, port in zip(self.processes, (self.port, self.queue_port), strict=True):
+            for process, (_, port) in zip(self.processes, self.services, strict=True):
                 wait_for_port(port, process, "Azurite")
         except BaseException:
             self.stop()
