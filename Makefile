@@ -7,14 +7,21 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# The Python SDK most Assistants code pinned, in a venv of its own: the tests drive it as a script.
+SDK_1_58 := .venv-openai-1.58
 
 .PHONY: setup serve test fuzz load bench lint format clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed $(SDK_1_58)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(SDK_1_58)/.installed:
+	test -x $(SDK_1_58)/bin/python || $(PYTHON) -m venv $(SDK_1_58)
+	$(SDK_1_58)/bin/python -m pip install --quiet --disable-pip-version-check openai==1.58.1
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -53,4 +60,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_1_58) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

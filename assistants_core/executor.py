@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from . import ids, prompt
+from .answer import Answer, step_delta
 from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
 from .beside import beside
 from .cancels import CancelWatch
@@ -42,28 +43,18 @@ from .models.message import Text, TextContentBlock
 from .models.run import (
     FunctionCall,
     FunctionCallWithOutput,
-    FunctionDelta,
-    FunctionHeaderDelta,
-    FunctionToolCall,
     IncompleteDetails,
     LastError,
     MessageCreation,
     MessageCreationDetails,
-    MessageDelta,
-    MessageDeltaContent,
     RequiredAction,
     RequiredActionToolCall,
     Run,
     RunStep,
-    RunStepDelta,
-    StepDeltaContent,
+    StepDetails,
     StepError,
+    StepStatus,
     SubmitToolOutputsAction,
-    TextDelta,
-    TextDeltaBlock,
-    ToolCallDelta,
-    ToolCallHeaderDelta,
-    ToolCallsDeltaDetails,
     ToolCallsDetails,
     ToolOutput,
     Usage,
@@ -85,12 +76,17 @@ LEASE_SECONDS = 30  # a run whose executor has not renewed its lease for this lo
 RENEW_SECONDS = 10
 CANCEL_CHECK_SECONDS = 0.5  # how often the process looks for cancels (cancels.py)
 LOOK_SECONDS = 5  # how often an executor reads its run itself while the model answers
+# A run past its deadline whose executor holds it is left to that executor this long, so that it
+# ends the run itself, with what the model wrote so far (it looks every CANCEL_CHECK_SECONDS).
+EXPIRY_GRACE_SECONDS = 5
 HISTORY_PAGE = 100  # messages read at a time for a prompt
 MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
 DEFAULT_CONTEXT_TOKENS = 128_000
 LOST = "The run's worker stopped before the run finished."
 _FILTERED = "The model's answer was stopped by its content filter."
 _MESSAGE_ENDS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
+_Status = Literal["completed", "failed", "cancelled", "expired", "incomplete"]
+_STEP_ENDS: dict[str, StepStatus] = {"failed": "failed", "cancelled": "cancelled", "expired": "expired"}
 _TOO_MANY_CALLS = f"The model called tools {MAX_MODEL_CALLS} times in one run without answering."
 
 
@@ -175,6 +171,7 @@ class _Held:
     state: StoredRun
     thread: Record | None = None
     reads: _PromptReads | None = None
+    answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
 
     @property
     def run(self) -> Run:
@@ -190,39 +187,45 @@ class _PromptReads:
     newest: Future[tuple[list[bytes], bool]]
 
 
-@dataclass
-class _Answer:
-    """What one model call has produced so far."""
-
-    text: str = ""
-    calls: dict[int, dict[str, str]] = field(default_factory=dict)  # index -> id, name, arguments
-    reason: str = "stop"
-    usage: Usage | None = None
-
-
 @dataclass(frozen=True)
 class _Written:
-    """An answer's text, for the message it streamed into: how it ended, and the usage of the
-    message's step."""
+    """An answer, for the message it streamed into: why the message ends incomplete (None: it is
+    complete), the usage of the message's step, and whether the tool calls it showed are cut
+    short (stored with the run's end, never asked for)."""
 
-    text: str
-    reason: Literal["max_tokens", "content_filter"] | None
-    usage: Usage
+    answer: Answer
+    reason: str | None
+    usage: Usage | None
+    calls_cut: bool = True
+
+    @classmethod
+    def cut(cls, answer: Answer | None, status: _Status) -> _Written | None:
+        """What `answer` had written when the run's end (`status`) cut it short."""
+        return None if answer is None else cls(answer, _MESSAGE_ENDS[status], None)
+
+    @property
+    def cut_step(self) -> int | None:
+        """The number of the tool_calls step to store cut short, if there is one."""
+        return self.answer.step_number if self.calls_cut else None
 
 
 @dataclass
 class _Closing:
-    """The replacements that close a run's open step and message, and their events after."""
+    """The writes that close a run's open step and message (replacements; an insert for a step
+    only shown until now), and their events after."""
 
-    replacements: list[tuple[Collection, str, Record, bytes]] = field(default_factory=list)
+    writes: list[tuple[Collection, str, Record | None, bytes]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
-    def add(self, collection: Collection, key: str, record: Record, value: BaseModel) -> None:
-        self.replacements.append((collection, key, record, _json(value)))
+    def add(self, collection: Collection, key: str, record: Record | None, value: BaseModel) -> None:
+        self.writes.append((collection, key, record, _json(value)))
 
     def write(self, batch: Batch) -> None:
-        for collection, key, record, document in self.replacements:
-            batch.replace(collection, key, record, document)
+        for collection, key, record, document in self.writes:
+            if record is None:
+                batch.insert(collection, key, document)
+            else:
+                batch.replace(collection, key, record, document)
 
 
 class Executor:
@@ -273,9 +276,9 @@ class Executor:
             yield from self._loop(held)
         except _Cancelled:
             yield Event("thread.run.cancelling", held.run)
-            yield from self._end(held, "cancelled")
+            yield from self._end(held, "cancelled", written=_Written.cut(held.answer, "cancelled"))
         except _Expired:
-            yield from self._end(held, "expired")
+            yield from self._end(held, "expired", written=_Written.cut(held.answer, "expired"))
 
     @staticmethod
     def take(state: StoredRun) -> None:
@@ -296,11 +299,12 @@ class Executor:
         if body is None:
             yield from self._end(held, "incomplete", reason="max_prompt_tokens")
             return
-        answer = _Answer()
+        held.answer = answer = Answer()
         try:
             yield from self._call(held, body, answer)
         except ModelError as exc:
-            yield from self._end(held, "failed", LastError(code=exc.code, message=exc.message))
+            error = LastError(code=exc.code, message=exc.message)
+            yield from self._end(held, "failed", error, written=_Written.cut(answer, "failed"))
             return
         usage = answer.usage or Usage(
             prompt_tokens=prompt.estimate(body["messages"]),  # type: ignore[arg-type]
@@ -373,8 +377,8 @@ class Executor:
                     turns.append(prompt.chat_message(Message.model_validate_json(record.document)))
         return turns
 
-    def _call(self, held: _Held, body: dict[str, object], answer: _Answer) -> Iterator[Event]:
-        """One model call: text deltas as they come, tool calls gathered for the end."""
+    def _call(self, held: _Held, body: dict[str, object], answer: Answer) -> Iterator[Event]:
+        """One model call: text and tool-call deltas as they come."""
         assert self.backend is not None
         stream = self.backend.stream(dict(body))
         with closing(stream), self._cancels.watching(held.run.id):
@@ -398,16 +402,18 @@ class Executor:
                 if isinstance(fragment, TextFragment):
                     if held.state.execution.open_message is None:
                         yield from self._open_message(held)
-                    first = not answer.text
-                    answer.text += fragment.text
                     message_id = held.state.execution.open_message
                     assert message_id is not None
-                    yield Event("thread.message.delta", _text_delta(message_id, fragment.text, first))
+                    yield Event("thread.message.delta", answer.add_text(fragment.text, message_id))
                 elif isinstance(fragment, ToolCallFragment):
-                    call = answer.calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
-                    call["id"] = call["id"] or (fragment.id or "")
-                    call["name"] = call["name"] or (fragment.name or "")
-                    call["arguments"] += fragment.arguments
+                    deltas = answer.add_call(fragment)
+                    if deltas:
+                        if answer.step_number is None:  # its step is shown now, stored later
+                            answer.step_number = self._step_number(held)
+                            step = self._step(held, answer.step_number, ToolCallsDetails())
+                            answer.step_id = step.id
+                            yield from _started(step)
+                        yield Event("thread.run.step.delta", step_delta(answer.step_id, deltas))
                 elif isinstance(fragment, Finished):
                     answer.reason, answer.usage = fragment.reason, fragment.usage
 
@@ -434,25 +440,36 @@ class Executor:
         if held.run.status != "in_progress":
             raise RunGone()
 
-    def _open_message(self, held: _Held) -> Iterator[Event]:
-        """A message_creation step and its message, in progress, empty."""
+    def _step_number(self, held: _Held) -> int:
+        """The next step's number: after the steps stored and a tool_calls step only shown."""
+        number = held.state.execution.steps
+        return number + 1 if held.answer is not None and held.answer.step_number == number else number
+
+    def _step(self, held: _Held, number: int, details: StepDetails, step_id: str = "") -> RunStep:
         run = held.run
-        now = ids.unix_seconds()
-        number = next_message(self._thread(held))  # no other message comes while the run locks the thread
-        message_id = ids.sequential_id(ids.MESSAGE, number)
-        step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
-        step = RunStep(
-            id=step_id,
-            created_at=now,
+        return RunStep(
+            id=step_id or ids.sequential_id(ids.STEP, number),
+            created_at=ids.unix_seconds(),
             run_id=run.id,
             assistant_id=run.assistant_id,
             thread_id=run.thread_id,
-            type="message_creation",
-            step_details=MessageCreationDetails(message_creation=MessageCreation(message_id=message_id)),
+            type=details.type,
+            step_details=details,
         )
+
+    def _open_message(self, held: _Held) -> Iterator[Event]:
+        """A message_creation step and its message, in progress, empty."""
+        run = held.run
+        number = next_message(self._thread(held))  # no other message comes while the run locks the thread
+        message_id = ids.sequential_id(ids.MESSAGE, number)
+        step_number = self._step_number(held)
+        step = self._step(
+            held, step_number, MessageCreationDetails(message_creation=MessageCreation(message_id=message_id))
+        )
+        step_id = step.id
         message = Message(
             id=message_id,
-            created_at=now,
+            created_at=step.created_at,
             thread_id=run.thread_id,
             status="in_progress",
             role="assistant",
@@ -462,7 +479,7 @@ class Executor:
         )
 
         def change(state: StoredRun) -> None:
-            state.execution.steps += 1
+            state.execution.steps = step_number + 1
             state.execution.open_step, state.execution.open_message = step_id, message_id
 
         def extra(batch: Batch) -> None:
@@ -472,15 +489,14 @@ class Executor:
 
         self._write(held, change, extra)
         held.thread = None  # its version moved on
-        yield Event("thread.run.step.created", step)
-        yield Event("thread.run.step.in_progress", step)
+        yield from _started(step)
         yield Event("thread.message.created", message)
         yield Event("thread.message.in_progress", message)
 
-    def _record_answer(self, held: _Held, answer: _Answer, usage: Usage) -> Iterator[Event]:
+    def _record_answer(self, held: _Held, answer: Answer, usage: Usage) -> Iterator[Event]:
         """After a model call: the message finished, then the tool calls asked for, or the run's end."""
         run = held.run
-        calls = [_call_with_id(c) for _, c in sorted(answer.calls.items()) if c["name"]]
+        calls = answer.calls()
         budget_spent = (
             run.max_completion_tokens is not None
             and held.state.execution.completion_tokens + usage.completion_tokens >= run.max_completion_tokens
@@ -492,24 +508,22 @@ class Executor:
             state.execution.completion_tokens += usage.completion_tokens
 
         wrote = held.state.execution.open_message is not None
-        written = None
-        if wrote:
-            reason: Literal["max_tokens", "content_filter"] | None = None
-            if cut:
-                reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
-            written = _Written(answer.text, reason, Usage() if calls else usage)
-        # A cut answer's tool calls may have cut arguments: never asked for. Cut with nothing
-        # written, the run has nothing to show for it, and ends saying why.
+        reason = None
+        if cut:
+            reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
+        # A cut answer's tool calls may have cut arguments: never asked for, stored without them.
+        asks = bool(calls) and not cut
+        written = _Written(answer, reason, Usage() if calls else usage, calls_cut=not asks)
+        # Cut with nothing written, the run has nothing to show for it, and ends saying why.
         if answer.reason == "length" and (budget_spent or not wrote):
             yield from self._end(
                 held, "incomplete", reason="max_completion_tokens", written=written, charge=charge
             )
         elif answer.reason == "content_filter" and not wrote:
-            yield from self._end(
-                held, "failed", LastError(code="invalid_prompt", message=_FILTERED), charge=charge
-            )
-        elif calls and not cut:
-            yield from self._ask_for_outputs(held, calls, usage, charge, written)
+            error = LastError(code="invalid_prompt", message=_FILTERED)
+            yield from self._end(held, "failed", error, written=written, charge=charge)
+        elif asks:
+            yield from self._ask_for_outputs(held, answer, usage, charge, written)
         else:
             yield from self._end(held, "completed", written=written, charge=charge)
 
@@ -529,25 +543,19 @@ class Executor:
     def _ask_for_outputs(
         self,
         held: _Held,
-        calls: list[FunctionToolCall],
+        answer: Answer,
         usage: Usage,
         charge: Callable[[StoredRun], None],
-        written: _Written | None,
+        written: _Written,
     ) -> Iterator[Event]:
-        """The message written before the calls, if one was, finished; a tool_calls step (left
-        in progress until the outputs come) and requires_action: in one write."""
-        run = held.run
+        """The message written before the calls, if one was, finished; the tool_calls step shown
+        while the calls streamed stored (in progress until the outputs come), and requires_action:
+        in one write."""
+        number = answer.step_number
+        assert number is not None
+        calls = answer.calls()
         closing = _Closing()
-        step_id = ids.sequential_id(ids.STEP, held.state.execution.steps)
-        step = RunStep(
-            id=step_id,
-            created_at=ids.unix_seconds(),
-            run_id=run.id,
-            assistant_id=run.assistant_id,
-            thread_id=run.thread_id,
-            type="tool_calls",
-            step_details=ToolCallsDetails(tool_calls=calls),
-        )
+        step = self._step(held, number, ToolCallsDetails(tool_calls=calls), answer.step_id)
         action = RequiredAction(
             submit_tool_outputs=SubmitToolOutputsAction(
                 tool_calls=[
@@ -561,8 +569,8 @@ class Executor:
 
         def change(state: StoredRun) -> None:
             charge(state)
-            state.execution.steps += 1
-            state.execution.open_step, state.execution.open_message = step_id, None
+            state.execution.steps = max(state.execution.steps, number + 1)
+            state.execution.open_step, state.execution.open_message = step.id, None
             state.execution.pending_usage = usage
             state.run.status, state.run.required_action = "requires_action", action
 
@@ -570,23 +578,10 @@ class Executor:
             nonlocal closing
             closing = self._closing(held, written, "completed")  # read again for a write redone
             closing.write(batch)
-            batch.insert(held.runs.steps(run.id), step_id, _json(step))
+            batch.insert(held.runs.steps(held.run.id), step.id, _json(step))
 
         self._write(held, change, extra)
         yield from closing.events
-        empty = step.model_copy(update={"step_details": ToolCallsDetails()})
-        yield Event("thread.run.step.created", empty)
-        yield Event("thread.run.step.in_progress", empty)
-        for index, call in enumerate(calls):
-            header = ToolCallHeaderDelta(
-                index=index, id=call.id, function=FunctionHeaderDelta(name=call.function.name)
-            )
-            yield Event("thread.run.step.delta", _step_delta(step_id, header))
-            if call.function.arguments:
-                fragment = ToolCallDelta(
-                    index=index, function=FunctionDelta(arguments=call.function.arguments)
-                )
-                yield Event("thread.run.step.delta", _step_delta(step_id, fragment))
         yield Event("thread.run.requires_action", held.run)
 
     # --- ends -------------------------------------------------------------------------------
@@ -594,7 +589,7 @@ class Executor:
     def _end(
         self,
         held: _Held,
-        status: Literal["completed", "failed", "cancelled", "expired", "incomplete"],
+        status: _Status,
         error: LastError | None = None,
         reason: Literal["max_completion_tokens", "max_prompt_tokens"] | None = None,
         written: _Written | None = None,
@@ -626,6 +621,8 @@ class Executor:
             run.incomplete_details = IncompleteDetails(reason=reason) if reason else None
             state.execution.open_step = state.execution.open_message = None
             state.execution.owner = None
+            if written is not None and written.cut_step is not None:
+                state.execution.steps = max(state.execution.steps, written.cut_step + 1)
 
         self._write(held, change, extra)
         # Best effort, and nobody waits for it: the sweeper drops an ended run's row it finds.
@@ -634,23 +631,21 @@ class Executor:
         yield Event(f"thread.run.{status}", held.run)
 
     def _closing(
-        self,
-        held: _Held,
-        written: _Written | None,
-        status: Literal["completed", "failed", "cancelled", "expired", "incomplete"],
-        error: LastError | None = None,
+        self, held: _Held, written: _Written | None, status: _Status, error: LastError | None = None
     ) -> _Closing:
         """The writes and events that close the run's open step and message, as stored now:
-        the message finished with the answer `written` into it, or, if none was, left
-        incomplete by the run's end (`status`)."""
+        the message finished with the answer `written` into it, or left incomplete by the run's
+        end (`status`) with what was written so far; and a tool_calls step that was only shown,
+        stored with the calls cut short."""
         now = ids.unix_seconds()
         execution, runs = held.state.execution, held.runs
         step_record, message_record = self._open_parts(held)
         closing = _Closing()
+        by_itself = written is not None and written.reason not in _MESSAGE_ENDS.values()
         if message_record is not None and execution.open_message:
             message = Message.model_validate_json(message_record.document)
-            if written is not None and written.text:
-                message.content = [TextContentBlock(type="text", text=Text(value=written.text))]
+            if written is not None and written.answer.text:
+                message.content = [TextContentBlock(type="text", text=Text(value=written.answer.text))]
             if written is not None and written.reason is None:
                 message.status, message.completed_at = "completed", now
             else:
@@ -661,16 +656,17 @@ class Executor:
             closing.events.append(Event(f"thread.message.{message.status}", message))
         if step_record is not None and execution.open_step:
             step = RunStep.model_validate_json(step_record.document)
-            step_status = "completed" if written is not None or status == "incomplete" else status
-            step.status = step_status
-            setattr(step, f"{step_status}_at", now)
             if written is not None:
                 step.usage = written.usage
-            if status == "failed" and error is not None:  # a step's codes lack invalid_prompt
-                code = "server_error" if error.code == "invalid_prompt" else error.code
-                step.last_error = StepError(code=code, message=error.message)
+            _step_ended(step, "completed" if by_itself else status, now, error, otherwise="completed")
             closing.add(runs.steps(held.run.id), execution.open_step, step_record, step)
-            closing.events.append(Event(f"thread.run.step.{step_status}", step))
+            closing.events.append(Event(f"thread.run.step.{step.status}", step))
+        if written is not None and written.cut_step is not None:
+            details = ToolCallsDetails(tool_calls=written.answer.calls(cut=True))
+            step = self._step(held, written.cut_step, details, written.answer.step_id)
+            _step_ended(step, status, now, error, otherwise="cancelled")
+            closing.add(runs.steps(held.run.id), step.id, None, step)
+            closing.events.append(Event(f"thread.run.step.{step.status}", step))
         return closing
 
     def follow(self, thread_id: str, run_id: str) -> Iterator[Event]:
@@ -708,9 +704,12 @@ class Executor:
         run, execution = held.run, held.state.execution
         if not run.is_active:
             return None
-        if time.time() >= (run.expires_at or 0):
+        now = time.time()
+        held_by_executor = run.status in ("in_progress", "cancelling") and execution.owner is not None
+        live = held_by_executor and now <= execution.lease_until
+        if now >= (run.expires_at or 0) + (EXPIRY_GRACE_SECONDS if live else 0):
             return self._end(held, "expired")
-        lost = execution.owner is not None and time.time() > execution.lease_until
+        lost = execution.owner is not None and now > execution.lease_until
         if lost and run.status == "in_progress":
             return self._end(held, "failed", LastError(code="server_error", message=LOST))
         if lost and run.status == "cancelling":
@@ -876,19 +875,17 @@ def _logged(done: Future[None]) -> None:
         log.warning("could not drop an ended run from the active runs: %s", done.exception())
 
 
-def _call_with_id(call: dict[str, str]) -> FunctionToolCall:
-    call_id = call["id"] or ids.random_id(ids.CALL)
-    return FunctionToolCall(
-        id=call_id, function=FunctionCallWithOutput(name=call["name"], arguments=call["arguments"])
-    )
+def _started(step: RunStep) -> Iterator[Event]:
+    yield Event("thread.run.step.created", step)
+    yield Event("thread.run.step.in_progress", step)
 
 
-def _text_delta(message_id: str, text: str, first: bool) -> MessageDelta:
-    block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=[] if first else None))
-    return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
-
-
-def _step_delta(step_id: str, call: ToolCallHeaderDelta | ToolCallDelta) -> RunStepDelta:
-    return RunStepDelta(
-        id=step_id, delta=StepDeltaContent(step_details=ToolCallsDeltaDetails(tool_calls=[call]))
-    )
+def _step_ended(
+    step: RunStep, status: _Status, now: int, error: LastError | None, otherwise: StepStatus
+) -> None:
+    """The step ended as the run did (`status`) where the run's end cut it short, else `otherwise`."""
+    step.status = _STEP_ENDS.get(status, otherwise)
+    setattr(step, f"{step.status}_at", now)
+    if step.status == "failed" and error is not None:  # a step's codes lack invalid_prompt
+        code = "server_error" if error.code == "invalid_prompt" else error.code
+        step.last_error = StepError(code=code, message=error.message)

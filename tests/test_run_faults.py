@@ -97,8 +97,8 @@ def assert_consistent(client: OpenAI, thread_id: str, run: Run) -> list[Message]
     """The run has ended and its record agrees with itself: no step left open; every reply has
     its message_creation step and every such step its reply; a reply is `completed` only if its
     step completed, and the reply a failure interrupted is `incomplete` with the run's reason; a
-    completed tool_calls step carries every output; the run's usage is the sum of its steps'.
-    Returns its replies, oldest first."""
+    completed tool_calls step carries every output, and one the run's end cut short no arguments;
+    the run's usage is the sum of its steps'. Returns its replies, oldest first."""
     assert run.status in TERMINAL, run.status
     assert run.required_action is None
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc", limit=100).data
@@ -125,7 +125,13 @@ def assert_consistent(client: OpenAI, thread_id: str, run: Run) -> list[Message]
         elif step.status == "completed":
             calls = step.step_details.tool_calls  # type: ignore[union-attr]
             assert calls and all(c.function.output is not None for c in calls)  # type: ignore[union-attr]
-    assert all(s.status == "completed" for s in steps[:-1]), "a step before the last did not complete"
+        else:
+            assert step.status == run.status or (step.status, run.status) == ("cancelled", "incomplete")
+            calls = step.step_details.tool_calls  # type: ignore[union-attr]
+            assert calls and all(c.function.arguments == "" for c in calls)  # type: ignore[union-attr]
+    ended = [s.status == "completed" for s in steps]
+    # Only the last model call's steps (its reply, its calls) may have been cut short.
+    assert ended == sorted(ended, reverse=True), "a step before the last call's did not complete"
     assert run.usage is not None
     summed = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for step in steps:
@@ -236,9 +242,10 @@ def client(devhost: DevHost) -> OpenAI:
 def test_a_tool_call_answer_cut_short_never_asks_for_outputs(
     client: OpenAI, model: ModelServer, reply: Any, opens_a_reply: bool
 ) -> None:
-    """Tool-call fragments are gathered until the model's answer is whole: a stream cut (or
-    corrupted) part-way through the arguments fails the run, never reaching `requires_action`
-    with half the arguments or half the calls, and no tool_calls step is made."""
+    """Tool calls stream as they come, but are asked for only once the model's answer is whole: a
+    stream cut (or corrupted) part-way through the arguments fails the run, never reaching
+    `requires_action`; the tool_calls step it showed is stored `failed`, with the calls' ids and
+    names but none of their cut arguments, and a reply written before keeps its text."""
     model.script(reply)
     assistant_id = client.beta.assistants.create(model="gpt-test", tools=[WEATHER]).id  # type: ignore[list-item]
     thread_id = new_thread(client, "Weather in Paris?")
@@ -249,13 +256,18 @@ def test_a_tool_call_answer_cut_short_never_asks_for_outputs(
     assert run.last_error.code == "server_error"
     assert len(model.requests) == 1  # a broken stream is not retried: its answer is not whole
     messages = assert_consistent(client, thread_id, run)
-    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id).data
-    assert not any(s.type == "tool_calls" for s in steps)
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc").data
+    assert steps[-1].type == "tool_calls" and steps[-1].status == "failed"
+    names = [c.function.name for c in steps[-1].step_details.tool_calls]  # type: ignore[union-attr]
+    assert names and set(names) == {"get_weather"}
     if opens_a_reply:
-        assert [(m.status, m.content) for m in messages] == [("incomplete", [])]
-        assert [s.status for s in steps] == ["failed"]
+        assert [(m.status, text_of(m)) for m in messages] == [("incomplete", "Let me check.")]
+        assert [(s.type, s.status) for s in steps] == [
+            ("message_creation", "failed"),
+            ("tool_calls", "failed"),
+        ]
     else:
-        assert messages == [] and steps == []
+        assert messages == [] and len(steps) == 1
     assert_unlocked(client, thread_id, assistant_id, model)
 
 
@@ -314,8 +326,9 @@ def test_the_second_model_call_of_a_run_fails_or_recovers(
         assert [(m.status, text_of(m)) for m in messages] == [("completed", "It is 18C.")]
     else:
         assert all(m.status == "incomplete" for m in messages)
-        assert [s.status for s in steps[1:]] == ["failed"] * len(messages)
-        assert not any(s.type == "tool_calls" for s in steps[1:])
+        assert [s.status for s in steps[1:]] == ["failed"] * (len(steps) - 1)
+        cut_calls = [s for s in steps[1:] if s.type == "tool_calls"]
+        assert len(messages) + len(cut_calls) == len(steps) - 1
     assert_unlocked(client, thread_id, assistant_id, model)
 
 
@@ -338,9 +351,9 @@ def test_a_reply_finished_before_a_failure_stays_completed(client: OpenAI, model
     )
     assert ended.status == "failed"
     messages = assert_consistent(client, thread_id, ended)
-    assert [(m.status, m.content and text_of(m)) for m in messages] == [
+    assert [(m.status, text_of(m)) for m in messages] == [
         ("completed", "Let me check."),
-        ("incomplete", []),
+        ("incomplete", "It is"),  # what the broken call wrote before the break
     ]
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc").data
     assert [(s.type, s.status) for s in steps] == [
@@ -385,7 +398,8 @@ def test_a_model_that_stalls_mid_answer_ends_the_run_expired(
 ) -> None:
     """The backend's read timeout is 120 s, longer than a run may wait on a host whose runs
     expire after 3 s: a model that stops sending mid-answer leaves the run to its deadline, which
-    ends it `expired`, its open reply `incomplete` (`run_expired`), never `requires_action`."""
+    ends it `expired`, its open reply `incomplete` (`run_expired`) with the text written so far,
+    never `requires_action`; a tool_calls step it showed is stored `expired`, without arguments."""
     client = api(expiring_host)
     model.script(reply)
     assistant_id = client.beta.assistants.create(model="gpt-test", tools=[WEATHER]).id  # type: ignore[list-item]
@@ -396,10 +410,10 @@ def test_a_model_that_stalls_mid_answer_ends_the_run_expired(
     messages = assert_consistent(client, thread_id, ended)
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id).data
     if opens_a_reply:
-        assert [(m.status, m.content) for m in messages] == [("incomplete", [])]
+        assert [(m.status, text_of(m)) for m in messages] == [("incomplete", "It is")]
         assert [(s.type, s.status) for s in steps] == [("message_creation", "expired")]
     else:
-        assert messages == [] and steps == []
+        assert messages == [] and [(s.type, s.status) for s in steps] == [("tool_calls", "expired")]
     client.beta.threads.messages.create(thread_id, role="user", content="unlocked")
 
 

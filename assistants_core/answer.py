@@ -1,0 +1,98 @@
+"""One model call's answer as it streams: its text and tool calls gathered, and the deltas that
+show them to a stream, at the indexes the stored message and step will use.
+
+Tool calls are shown as they arrive, in a `tool_calls` step that is announced in the stream
+(`thread.run.step.created`) and stored with the write that follows the answer: asking for
+outputs when the answer is whole, or the run's end when it is cut short, which stores the step
+with the calls' ids and names but none of their (cut) arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ids
+from .backend import ToolCallFragment
+from .models.run import (
+    FunctionCallWithOutput,
+    FunctionDelta,
+    FunctionHeaderDelta,
+    FunctionToolCall,
+    MessageDelta,
+    MessageDeltaContent,
+    RunStepDelta,
+    StepDeltaContent,
+    TextDelta,
+    TextDeltaBlock,
+    ToolCallDelta,
+    ToolCallHeaderDelta,
+    ToolCallsDeltaDetails,
+    Usage,
+)
+
+
+@dataclass
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class Answer:
+    """What one model call has produced so far."""
+
+    text: str = ""
+    reason: str = "stop"
+    usage: Usage | None = None
+    # The tool_calls step shown in the stream, if one was: its number among the run's steps, its id.
+    step_number: int | None = None
+    step_id: str = ""
+    _calls: dict[int, _Call] = field(default_factory=dict)  # by the model's index
+    _shown: list[int] = field(default_factory=list)  # the model's indexes, in the step's order
+
+    def add_text(self, text: str, message_id: str) -> MessageDelta:
+        first = not self.text
+        self.text += text
+        block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=[] if first else None))
+        return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
+
+    def add_call(self, fragment: ToolCallFragment) -> list[ToolCallHeaderDelta | ToolCallDelta]:
+        """The fragment gathered; the deltas that show it, once its call has a name (a call is
+        shown from its first named fragment on, with an id of its own if the model gave none)."""
+        call = self._calls.setdefault(fragment.index, _Call())
+        call.id = call.id or (fragment.id or "")
+        call.name = call.name or (fragment.name or "")
+        call.arguments += fragment.arguments
+        if fragment.index in self._shown:
+            if not fragment.arguments:
+                return []
+            index = self._shown.index(fragment.index)
+            return [ToolCallDelta(index=index, function=FunctionDelta(arguments=fragment.arguments))]
+        if not call.name:
+            return []
+        call.id = call.id or ids.random_id(ids.CALL)
+        self._shown.append(fragment.index)
+        index = len(self._shown) - 1
+        deltas: list[ToolCallHeaderDelta | ToolCallDelta] = [
+            ToolCallHeaderDelta(index=index, id=call.id, function=FunctionHeaderDelta(name=call.name))
+        ]
+        if call.arguments:
+            deltas.append(ToolCallDelta(index=index, function=FunctionDelta(arguments=call.arguments)))
+        return deltas
+
+    def calls(self, cut: bool = False) -> list[FunctionToolCall]:
+        """The calls shown, in their step's order; `cut`, without their arguments."""
+        return [
+            FunctionToolCall(
+                id=call.id,
+                function=FunctionCallWithOutput(name=call.name, arguments="" if cut else call.arguments),
+            )
+            for call in (self._calls[index] for index in self._shown)
+        ]
+
+
+def step_delta(step_id: str, calls: list[ToolCallHeaderDelta | ToolCallDelta]) -> RunStepDelta:
+    return RunStepDelta(
+        id=step_id, delta=StepDeltaContent(step_details=ToolCallsDeltaDetails(tool_calls=calls))
+    )
