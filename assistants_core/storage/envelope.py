@@ -49,6 +49,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.core.rest._http_response_impl import RestHttpClientTransportResponse
 from azure.core.serialization import AzureJSONEncoder
+from azure.core.tracing.decorator import distributed_trace
 from azure.data.tables import (
     TableClient,
     TableEntity,
@@ -68,6 +69,8 @@ _CRLF = b"\r\n"
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
+# Traced under the SDK's own name, so that a deployment's traces keep their shape.
+@distributed_trace(name_of_span="TableClient.submit_transaction")
 def submit(table: TableClient, operations: Sequence[Operation]) -> list[dict[str, str]]:
     """Commit the operations (all of one partition) together; each one's response metadata: its
     new `etag`, if the service gave one. Raises what `table.submit_transaction` would."""
