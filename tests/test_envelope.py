@@ -25,6 +25,7 @@ from azure.data.tables import (
     TransactionOperation,
     UpdateMode,
 )
+from azure.data.tables._error import RequestTooLargeError
 
 from assistants_core import ids
 from assistants_core.storage import ConcurrentUpdate, DocumentTooLarge, StorageUnavailable, envelope
@@ -360,8 +361,8 @@ def test_more_than_4_mib_is_the_sdks_error(azurite: Azurite, table: TableClient)
         for n in range(8)
     ]
     assert sum(len(envelope.envelope("", "t", "v", [op], "b", "c", "d")) for op in operations) > TOO_BIG
-    error = assert_same_failure(azurite, table, operations)
-    assert error.status_code in (400, 413)
+    error = assert_same_failure(azurite, table, operations, 413, "RequestBodyTooLarge")
+    assert isinstance(error, RequestTooLargeError)
     with pytest.raises(HttpResponseError):
         Partition(table, "p").submit(operations)
     assert rows_of(table) == {}
@@ -519,3 +520,35 @@ def test_entities_returned_in_the_response_and_a_delete_without_etag_are_read() 
 def test_a_response_that_is_not_multipart_is_refused() -> None:
     with pytest.raises(ValueError):
         envelope.results("t", response_of(b"{}", content_type="application/json"))
+
+
+def failed_part(status: str, code: str, message: str) -> bytes:
+    error = f'{{"odata.error":{{"code":"{code}","message":{{"lang":"en-US","value":"{message}"}}}}}}'
+    return (
+        b"--batchresponse_1\r\n"
+        b"Content-Type: multipart/mixed; boundary=changesetresponse_2\r\n"
+        b"\r\n"
+        b"--changesetresponse_2\r\n"
+        b"Content-Type: application/http\r\n"
+        b"Content-Transfer-Encoding: binary\r\n"
+        b"\r\n"
+        + f"HTTP/1.1 {status}\r\nContent-ID: 3\r\n".encode()
+        + b"Content-Type: application/json;odata=minimalmetadata;streaming=true;charset=utf-8\r\n\r\n"
+        + error.encode()
+        + b"\r\n--changesetresponse_2--\r\n--batchresponse_1--\r\n"
+    )
+
+
+def test_a_failed_sub_response_is_decoded_as_the_sdk_decodes_it() -> None:
+    """As Azure words them: the failing operation's index leads the message."""
+    with pytest.raises(TableTransactionError) as raised:
+        envelope.results(
+            "t", response_of(failed_part("412 Precondition Failed", "UpdateConditionNotSatisfied", "2:x"))
+        )
+    assert raised.value.status_code == 412 and raised.value.index == 2
+    assert getattr(raised.value, "error_code", None) == "UpdateConditionNotSatisfied"
+    with pytest.raises(RequestTooLargeError) as too_large:  # a 413 inside the changeset
+        envelope.results(
+            "t", response_of(failed_part("413 Request Entity Too Large", "RequestBodyTooLarge", "0:x"))
+        )
+    assert too_large.value.status_code == 202  # the SDK decodes the whole batch's response then
