@@ -453,14 +453,21 @@ def assert_same_failure(
 
 # --- reading responses as the service sends them ---------------------------------------------
 
-AZURE_RESPONSE = (
-    b"--batchresponse_1\r\n"
-    b"Content-Type: multipart/mixed; boundary=changesetresponse_2\r\n"
-    b"\r\n"
-    b"--changesetresponse_2\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n"
-    b"\r\n"
+
+def batch_response(*messages: bytes) -> bytes:
+    """A `$batch` response body: one changeset of these HTTP responses, framed as Azure frames it."""
+    part = (
+        b"--changesetresponse_2\r\nContent-Type: application/http\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n"
+    )
+    return (
+        b"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_2\r\n\r\n"
+        + b"".join(part + message + b"\r\n" for message in messages)
+        + b"--changesetresponse_2--\r\n--batchresponse_1--\r\n"
+    )
+
+
+AZURE_RESPONSE = batch_response(
     b"HTTP/1.1 201 Created\r\n"
     b"Content-ID: 1\r\n"
     b"X-Content-Type-Options: nosniff\r\n"
@@ -470,26 +477,9 @@ AZURE_RESPONSE = (
     b"Content-Type: application/json;odata=minimalmetadata;streaming=true;charset=utf-8\r\n"
     b"ETag: W/\"datetime'2026-12-04T10%3A00%3A00.1Z'\"\r\n"
     b"\r\n"
-    b'{"odata.metadata":"x","PartitionKey":"p","RowKey":"a","s":"--changesetresponse_ \\r\\n\\r\\n"}\r\n'
-    b"--changesetresponse_2\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n"
-    b"\r\n"
-    b"HTTP/1.1 204 No Content\r\n"
-    b"Content-ID: 2\r\n"
-    b"etag: W/\"datetime'2026-12-04T10%3A00%3A00.2Z'\"\r\n"
-    b"\r\n"
-    b"\r\n"
-    b"--changesetresponse_2\r\n"
-    b"Content-Type: application/http\r\n"
-    b"Content-Transfer-Encoding: binary\r\n"
-    b"\r\n"
-    b"HTTP/1.1 204 No Content\r\n"
-    b"Content-ID: 3\r\n"
-    b"\r\n"
-    b"\r\n"
-    b"--changesetresponse_2--\r\n"
-    b"--batchresponse_1--\r\n"
+    b'{"odata.metadata":"x","PartitionKey":"p","RowKey":"a","s":"--changesetresponse_ \\r\\n\\r\\n"}',
+    b"HTTP/1.1 204 No Content\r\nContent-ID: 2\r\netag: W/\"datetime'2026-12-04T10%3A00%3A00.2Z'\"\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nContent-ID: 3\r\n\r\n",
 )
 
 
@@ -524,18 +514,10 @@ def test_a_response_that_is_not_multipart_is_refused() -> None:
 
 def failed_part(status: str, code: str, message: str) -> bytes:
     error = f'{{"odata.error":{{"code":"{code}","message":{{"lang":"en-US","value":"{message}"}}}}}}'
-    return (
-        b"--batchresponse_1\r\n"
-        b"Content-Type: multipart/mixed; boundary=changesetresponse_2\r\n"
-        b"\r\n"
-        b"--changesetresponse_2\r\n"
-        b"Content-Type: application/http\r\n"
-        b"Content-Transfer-Encoding: binary\r\n"
-        b"\r\n"
-        + f"HTTP/1.1 {status}\r\nContent-ID: 3\r\n".encode()
+    return batch_response(
+        f"HTTP/1.1 {status}\r\nContent-ID: 3\r\n".encode()
         + b"Content-Type: application/json;odata=minimalmetadata;streaming=true;charset=utf-8\r\n\r\n"
         + error.encode()
-        + b"\r\n--changesetresponse_2--\r\n--batchresponse_1--\r\n"
     )
 
 
