@@ -1,6 +1,7 @@
 """`make bench` (runs): what a run costs beyond the model it calls.
 
-    .venv/bin/python -m bench.runs [--iterations 30] [--streams 100] [--seconds 20]
+    .venv/bin/python -m bench.runs [--iterations 30] [--streams 100] [--seconds 20] [--cpu-runs 300]
+    .venv/bin/python -m bench.runs --cpu-only [--cpu-runs 300]   # section 6 alone
 
 Starts an in-memory Azurite, the scripted chat-completions server (tests/model_server.py) and
 two dev hosts on it: one straight to Azurite, one whose table traffic goes through a counting
@@ -18,7 +19,9 @@ server (A/B, then B/A), with the same messages, so machine noise falls on both:
    complete, the time-to-first-delta overhead, peak memory;
 4. polled runs per second, clients looping on `create_and_poll` against an instant model;
 5. `create_and_poll` with the poll interval the service could advise (`openai-poll-after-ms`):
-   the latency each gives, for picking the one it does advise.
+   the latency each gives, for picking the one it does advise;
+6. the CPU a streamed one-answer run costs the dev host process (user + system time from
+   /proc/<pid>/stat, over `--cpu-runs` runs one after another on threads made beforehand).
 
 Prints MISSED beside a target missed; exits non-zero only if a run fails.
 """
@@ -26,6 +29,7 @@ Prints MISSED beside a target missed; exits non-zero only if a run fails.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -60,6 +64,8 @@ TOOL = {
 PER_INSTANCE = 16
 # An ended run's row in the active-runs index is dropped after its stream ends, unwaited for.
 SETTLE_SECONDS = 0.3
+# The CPU a streamed one-answer run may cost the service process (issue 22).
+CPU_TARGET_MS = 20
 
 
 @dataclass
@@ -328,6 +334,38 @@ def poll_intervals(host: DevHost, iterations: int) -> list[str]:
     return rows
 
 
+def cpu_per_run(host: DevHost, runs: int) -> str:
+    """The dev host's CPU (user + system, from /proc) per streamed one-answer run: `runs` runs
+    one after another, each on a thread made beforehand, so that only the runs are counted."""
+    client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
+    assistant_id = client.beta.assistants.create(model="m", instructions="Be brief.").id
+    threads = [
+        client.beta.threads.create(messages=[{"role": "user", "content": "Count to twenty."}]).id
+        for _ in range(runs + 5)
+    ]
+    for thread_id in threads[:5]:  # warm the run path
+        stream_run_on(client, thread_id, assistant_id)
+    time.sleep(SETTLE_SECONDS)
+    before = process_cpu_seconds(host.pid)
+    for thread_id in threads[5:]:
+        _, _, status = stream_run_on(client, thread_id, assistant_id)
+        assert status == "completed", status
+    time.sleep(SETTLE_SECONDS)  # each run's index row is dropped after its stream ends
+    spent = (process_cpu_seconds(host.pid) - before) / runs * 1000
+    met = "met" if spent <= CPU_TARGET_MS else "MISSED"
+    return (
+        f"CPU per streamed one-answer run (dev host, {runs} runs): {spent:.1f} ms"
+        f" (target <={CPU_TARGET_MS:g})  {met}"
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def servers() -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
     with ExitStack() as stack:
@@ -352,8 +390,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--spread", type=float, default=4, help="seconds over which streams begin")
+    parser.add_argument("--cpu-runs", type=int, default=300, help="runs over which CPU per run is read")
+    parser.add_argument("--cpu-only", action="store_true", help="measure CPU per run (6.) alone")
     args = parser.parse_args()
     with servers() as (model, host, counted, proxy):
+        if args.cpu_only:
+            print("6. " + cpu_per_run(host, args.cpu_runs))
+            return
         client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
         model_client = OpenAI(base_url=model.base_url, api_key="x", max_retries=0)
         stream_run(client, client.beta.assistants.create(model="m").id)  # warm both
@@ -376,6 +419,7 @@ def main() -> None:
         print("\n5. the poll interval to advise")
         for row in poll_intervals(host, max(4, args.iterations // 3)):
             print(row)
+        print("\n6. " + cpu_per_run(host, args.cpu_runs))
     sys.exit(0 if all_completed else 1)  # a run that failed elsewhere has raised already
 
 
