@@ -21,6 +21,9 @@ from azure.ai.agents import AgentsClient
 from azure.ai.agents.aio import AgentsClient as AsyncAgentsClient
 from azure.ai.agents.models import (
     AgentEventHandler,
+    AgentsResponseFormat,
+    AgentsToolChoiceOptionMode,
+    AgentThreadCreationOptions,
     AsyncAgentEventHandler,
     AsyncFunctionTool,
     AsyncToolSet,
@@ -40,6 +43,10 @@ from azure.ai.agents.models import (
     ThreadMessageOptions,
     ThreadRun,
     ToolSet,
+    TruncationObject,
+    VectorStoreConfiguration,
+    VectorStoreConfigurations,
+    VectorStoreDataSource,
 )
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
@@ -263,10 +270,55 @@ def test_create_and_process_runs_to_completion(agents: AgentsClient, model: Mode
     assert model.last_request().messages[0] == {"role": "system", "content": "Be terse."}
 
 
+def test_thread_and_run_in_one_call_run_options_update_and_cancel(
+    agents: AgentsClient, model: ModelServer
+) -> None:
+    agent = agents.create_agent(
+        model="gpt-test",
+        instructions="Answer in JSON.",
+        response_format=AgentsResponseFormat(type="json_object"),
+        temperature=0.3,
+    )
+    assert agent.response_format == {"type": "json_object"}
+    model.script(text('{"ok": true}'))
+    run = agents.create_thread_and_process_run(
+        agent_id=agent.id,
+        thread=AgentThreadCreationOptions(messages=[ThreadMessageOptions(role="user", content="Hi")]),
+    )
+    assert run.status == RunStatus.COMPLETED
+    assert texts(agents, run.thread_id)[-1] == ("MessageRole.AGENT", ['{"ok": true}'])
+    assert model.last_request().json["response_format"] == {"type": "json_object"}
+
+    model.script(text("Done."))
+    run = agents.runs.create(
+        thread_id=run.thread_id,
+        agent_id=agent.id,
+        additional_instructions="Be brief.",
+        additional_messages=[ThreadMessageOptions(role="user", content="And again?")],
+        truncation_strategy=TruncationObject(type="last_messages", last_messages=2),
+        tool_choice=AgentsToolChoiceOptionMode.NONE,
+        max_completion_tokens=300,
+        metadata={"attempt": "2"},
+    )
+    assert settled(agents, run).status == RunStatus.COMPLETED
+    sent = model.last_request().messages
+    assert [m["role"] for m in sent] == ["system", "assistant", "user"]
+    assert sent[-1]["content"] == "And again?" and sent[0]["content"].endswith("Be brief.")
+    updated = agents.runs.update(thread_id=run.thread_id, run_id=run.id, metadata={"attempt": "3"})
+    assert updated.metadata == {"attempt": "3"}
+
+    model.script(text("Too late.", delay_before=30))
+    slow = agents.runs.create(thread_id=run.thread_id, agent_id=agent.id)
+    cancelled = agents.runs.cancel(thread_id=run.thread_id, run_id=slow.id)
+    assert cancelled.status in (RunStatus.CANCELLING, RunStatus.CANCELLED)
+    assert settled(agents, cancelled).status == RunStatus.CANCELLED
+
+
 def settled(client: AgentsClient, run: ThreadRun) -> ThreadRun:
-    """The run once it is neither queued nor in progress."""
+    """The run once it is neither queued, in progress nor cancelling."""
     deadline = time.monotonic() + 20
-    while run.status in (RunStatus.QUEUED, RunStatus.IN_PROGRESS) and time.monotonic() < deadline:
+    busy = (RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.CANCELLING)
+    while run.status in busy and time.monotonic() < deadline:
         time.sleep(0.1)
         run = client.runs.get(thread_id=run.thread_id, run_id=run.id)
     return run
@@ -588,6 +640,22 @@ def test_foundry_tool_resources_are_refused(
     assert_not_served(
         http.post("/threads", params=v1, json={"tool_resources": resources}), f"tool_resources.{param}", name
     )
+
+
+def test_foundry_vector_store_configurations_are_refused(http: httpx.Client) -> None:
+    """Foundry's file_search resources may build vector stores from data sources: refused (how,
+    depends on how far this service serves `vector_stores`), never stored."""
+    store = VectorStoreConfigurations(
+        store_name="docs",
+        store_configuration=VectorStoreConfiguration(
+            data_sources=[VectorStoreDataSource(asset_identifier="azureml://x", asset_type="uri_asset")]
+        ),
+    )
+    resources = {"file_search": {"vector_stores": [store.as_dict()]}}
+    body = {"model": "gpt-test", "tools": [{"type": "file_search"}], "tool_resources": resources}
+    refused = http.post("/assistants", params={"api-version": "v1"}, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"].startswith("tool_resources.file_search.vector_stores")
 
 
 def test_message_attachments_from_data_sources_are_refused(http: httpx.Client) -> None:
