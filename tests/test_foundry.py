@@ -48,8 +48,8 @@ from azure.ai.agents.models import (
     VectorStoreConfigurations,
     VectorStoreDataSource,
 )
-from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.credentials import AccessToken, AzureKeyCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import AzureKeyCredentialPolicy
 
@@ -514,6 +514,26 @@ def test_other_api_versions_and_bad_keys_are_still_refused(devhost: DevHost) -> 
             "/assistants", params={"api-version": "v1"}, headers={"Authorization": "Bearer nope"}
         )
         assert wrong.status_code == 401
+
+
+class StaticToken:
+    """A TokenCredential handing out the API key, as a user might first try."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.key, int(time.time()) + 3600)
+
+
+def test_why_the_readme_uses_a_key_policy(devhost: DevHost) -> None:
+    """azure-core's bearer-token policy will not send a token over http://, so locally the key
+    goes through AzureKeyCredentialPolicy (the README's way; over https both would do)."""
+    with (
+        AgentsClient(endpoint=devhost.api_url, credential=StaticToken(API_KEYS[0]), retry_total=0) as client,
+        pytest.raises(ServiceRequestError, match="non-TLS"),
+    ):
+        client.create_agent(model="gpt-test")
 
 
 def test_the_sdk_with_a_wrong_key_gets_a_401(devhost: DevHost) -> None:
