@@ -33,8 +33,12 @@ from azure.ai.agents.models import (
     BingGroundingTool,
     ConnectedAgentTool,
     FunctionTool,
+    ImageDetailLevel,
     ListSortOrder,
     MessageDeltaChunk,
+    MessageImageUrlParam,
+    MessageInputImageUrlBlock,
+    MessageInputTextBlock,
     MessageRole,
     OpenApiAnonymousAuthDetails,
     OpenApiTool,
@@ -210,6 +214,18 @@ def test_threads_and_messages_with_roles(agents: AgentsClient) -> None:
     ]
     last = agents.messages.get_last_message_text_by_role(thread_id=thread.id, role=MessageRole.AGENT)
     assert last is not None and last.text.value == "Hi, how can I help?"
+    blocks = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content=[
+            MessageInputTextBlock(text="And this picture?"),
+            MessageInputImageUrlBlock(
+                image_url=MessageImageUrlParam(url="https://example.com/a.png", detail=ImageDetailLevel.HIGH)
+            ),
+        ],
+    )
+    assert blocks.text_messages[0].text.value == "And this picture?"
+    assert [part.type for part in blocks.content] == ["text", "image_url"]
     updated = agents.messages.update(thread_id=thread.id, message_id=question.id, metadata={"seen": "1"})
     assert updated.metadata == {"seen": "1"}
     agents.threads.delete(thread.id)
