@@ -308,7 +308,10 @@ def _event_stream(stream: EventStream, heartbeat: float) -> StreamingResponse:
             try:
                 chunk = await asyncio.wait_for(queue.get(), heartbeat)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                # A comment line, without the blank line that would end an event of its own: SSE
+                # readers skip it either way, but azure-ai-agents takes all up to a blank line
+                # for one event and fails on one without an `event:` line.
+                yield b": keep-alive\n"
                 continue
             if chunk is None:
                 return

@@ -416,6 +416,19 @@ def test_streaming_through_an_agent_event_handler(agents: AgentsClient, model: M
     assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["Hello there"])
 
 
+def test_a_stream_quiet_long_enough_for_heartbeats(agents: AgentsClient, model: ModelServer) -> None:
+    """The SDK reads an event as everything up to a blank line and needs an `event:` line in
+    it, so a heartbeat must not stand alone (the dev host's heartbeat is 1 s in the tests)."""
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Hi")])
+    model.script(text(["Slow ", "reply"], delay_before=2.5))
+    handler = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=handler) as stream:
+        stream.until_done()
+    assert handler.deltas == ["Slow ", "reply"] and handler.done
+    assert handler.statuses[-1] == "RunStatus.COMPLETED"
+
+
 def test_streaming_calls_functions_automatically(agents: AgentsClient, model: ModelServer) -> None:
     agents.enable_auto_function_calls({get_weather})
     toolset = ToolSet()
@@ -473,7 +486,7 @@ def test_the_async_client(devhost: DevHost, model: ModelServer) -> None:
             assert model.last_request().messages[-1]["content"] == get_weather("Bern")
 
             await client.messages.create(thread_id=thread.id, role="user", content="Again, streamed.")
-            model.script(text(["Streamed ", "reply"]))
+            model.script(text(["Streamed ", "reply"], delay_before=2.5))  # heartbeats first
             handler = AsyncRecorder()
             async with await client.runs.stream(
                 thread_id=thread.id, agent_id=agent.id, event_handler=handler
