@@ -277,6 +277,7 @@ def test_create_and_process_runs_to_completion(agents: AgentsClient, model: Mode
     model.script(text("Hello there"))
     run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
     assert run.status == RunStatus.COMPLETED and run.last_error is None
+    assert (run.agent_id, run.thread_id) == (agent.id, thread.id)
     assert run.usage is not None and run.usage.completion_tokens == 2
     assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["Hello there"])
     assert [r.id for r in agents.runs.list(thread_id=thread.id)] == [run.id]
@@ -388,6 +389,7 @@ class Recorder(AgentEventHandler[None]):
         self.deltas: list[str] = []
         self.statuses: list[str] = []
         self.events: list[str] = []
+        self.agent_ids: set[str] = set()
         self.done = False
 
     def on_message_delta(self, delta: MessageDeltaChunk) -> None:
@@ -395,6 +397,7 @@ class Recorder(AgentEventHandler[None]):
 
     def on_thread_run(self, run: ThreadRun) -> None:
         self.statuses.append(str(run.status))
+        self.agent_ids.add(run.agent_id)
 
     def on_done(self) -> None:
         self.done = True
@@ -413,6 +416,7 @@ def test_streaming_through_an_agent_event_handler(agents: AgentsClient, model: M
     assert handler.deltas == ["Hel", "lo ", "there"]
     assert handler.statuses[0] == "RunStatus.QUEUED" and handler.statuses[-1] == "RunStatus.COMPLETED"
     assert handler.done and not handler.events
+    assert handler.agent_ids == {agent.id}  # the SDK renames assistant_id in streamed objects
     assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["Hello there"])
 
 
