@@ -13,7 +13,7 @@ MAX_TOOLS = 128
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 SERVED_TOOLS = ("code_interpreter", "file_search", "function")
 # Azure AI Foundry Agent Service (classic) tools, as azure-ai-agents 1.1.0 and 1.2.0b6 define
-# them: named and refused, never stored and silently ignored.
+# them: refused with a 400 that names them, rather than stored and silently never used.
 FOUNDRY_TOOLS = frozenset(
     {
         "azure_ai_search",
@@ -45,8 +45,8 @@ class NotServedTool(WireModel):
         raise PydanticCustomError(
             "unsupported_value",
             "The '{kind}' tool is an Azure AI Foundry Agent Service tool that this service does "
-            "not serve. Supported tool types are: 'code_interpreter', 'file_search' and 'function'.",
-            {"kind": kind},
+            "not serve. Supported tool types are: {supported}.",
+            {"kind": kind, "supported": ", ".join(f"'{t}'" for t in SERVED_TOOLS)},
         )
 
 
