@@ -62,6 +62,12 @@ API_VERSIONS = frozenset(
         "2025-01-01-preview",
         "2025-03-01-preview",
         "2025-04-01-preview",
+        # Foundry Agent Service (classic), as azure-ai-agents sends them (its spec folder,
+        # specification/ai/data-plane/Azure.AI.Agents: stable/v1, stable/2025-05-01,
+        # preview/2025-05-15-preview and preview/2024-07-01-preview, already above).
+        "v1",
+        "2025-05-01",
+        "2025-05-15-preview",
     }
 )
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -302,7 +308,10 @@ def _event_stream(stream: EventStream, heartbeat: float) -> StreamingResponse:
             try:
                 chunk = await asyncio.wait_for(queue.get(), heartbeat)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                # A comment line, without the blank line that would end an event of its own: SSE
+                # readers skip it either way, but azure-ai-agents takes all up to a blank line
+                # for one event and fails on one without an `event:` line.
+                yield b": keep-alive\n"
                 continue
             if chunk is None:
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -32,11 +33,12 @@ def by_type(value: Any) -> str | None:
     return TAG + kind if isinstance(kind, str) else None
 
 
-def by_type_among(kind: str, *types: str) -> Discriminator:
-    """Picks a union member by `type`; any other `type` is a 400 naming the supported ones."""
+def by_type_among(kind: str, *types: str, tag: Callable[[Any], str | None] = by_type) -> Discriminator:
+    """Picks a union member by `type` (or by `tag`, for a union with members beyond those
+    `types`); any other `type` is a 400 naming the supported ones."""
     supported = ", ".join(f"'{t}'" for t in types[:-1]) + f" and '{types[-1]}'"
     return Discriminator(
-        by_type,
+        tag,
         custom_error_type="invalid_union_member",
         custom_error_message=f"Invalid {kind} type. Supported values are: {supported}.",
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from .base import TAG, ApiObject, Metadata, RequestModel, SparseModel, WireModel, by_type, by_type_among
-from .tools import CodeInterpreterTool
+from .tools import CodeInterpreterTool, FoundryOnly
 
 MAX_TEXT = 256_000
 Detail = Literal["auto", "low", "high"]
@@ -93,6 +93,7 @@ AttachmentTool = Annotated[
 
 
 class Attachment(WireModel):
+    data_source: FoundryOnly = None  # ahead of file_id: Foundry's attachments carry this instead
     file_id: str
     tools: list[AttachmentTool]
 

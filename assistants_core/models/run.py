@@ -11,7 +11,7 @@ from .assistant import ReasoningEffort
 from .base import TAG, ApiObject, Metadata, NotNull, RequestModel, SparseModel, WireModel, by_type_among
 from .message import CreateMessageRequest
 from .thread import CreateThreadRequest
-from .tools import AssistantTool, FunctionTool, ResponseFormat, ToolResources
+from .tools import AssistantTool, FunctionTool, NotServedTool, ResponseFormat, ToolResources, not_served_tag
 
 MAX_RUN_TOOLS = 20
 MIN_TOKEN_BUDGET = 256
@@ -73,13 +73,14 @@ def _tool_choice_tag(value: Any) -> str | None:
     if isinstance(value, str):
         return TAG + "mode"
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return TAG + ("function" if kind == "function" else "built_in")
+    return not_served_tag(value) or TAG + ("function" if kind == "function" else "built_in")
 
 
 ToolChoice = Annotated[
     Annotated[Literal["none", "auto", "required"], Tag(TAG + "mode")]
     | Annotated[FunctionToolChoice, Tag(TAG + "function")]
-    | Annotated[BuiltInToolChoice, Tag(TAG + "built_in")],
+    | Annotated[BuiltInToolChoice, Tag(TAG + "built_in")]
+    | Annotated[NotServedTool, Tag(TAG + "not_served")],
     Discriminator(
         _tool_choice_tag,
         custom_error_type="invalid_union_member",

@@ -1,0 +1,734 @@
+"""Azure AI Foundry's classic agents SDK (`azure-ai-agents`, sync and `.aio`) against the dev host
+and the scripted model, plus raw HTTP for its api-versions and for the Foundry-only tools and data
+sources this service refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from azure.ai.agents import AgentsClient
+from azure.ai.agents.aio import AgentsClient as AsyncAgentsClient
+from azure.ai.agents.models import (
+    AgentEventHandler,
+    AgentsResponseFormat,
+    AgentsToolChoiceOptionMode,
+    AgentThreadCreationOptions,
+    AsyncAgentEventHandler,
+    AsyncFunctionTool,
+    AsyncToolSet,
+    AzureAISearchTool,
+    AzureFunctionStorageQueue,
+    AzureFunctionTool,
+    BingGroundingTool,
+    ConnectedAgentTool,
+    FunctionTool,
+    ImageDetailLevel,
+    ListSortOrder,
+    MessageDeltaChunk,
+    MessageImageUrlParam,
+    MessageInputImageUrlBlock,
+    MessageInputTextBlock,
+    MessageRole,
+    OpenApiAnonymousAuthDetails,
+    OpenApiTool,
+    RunStatus,
+    SubmitToolOutputsAction,
+    ThreadMessageOptions,
+    ThreadRun,
+    ToolSet,
+    TruncationObject,
+    VectorStoreConfiguration,
+    VectorStoreConfigurations,
+    VectorStoreDataSource,
+)
+from azure.core.credentials import AccessToken, AzureKeyCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import AzureKeyCredentialPolicy
+
+from tests.model_server import ModelServer, call, text, tool_calls
+from tests.support import API_KEYS, DevHost, assert_error
+
+ROOT = Path(__file__).resolve().parent.parent
+SDK_API_VERSIONS = ("v1", "2025-05-01", "2025-05-15-preview", "2024-07-01-preview")
+
+
+def get_weather(city: str) -> str:
+    """Current weather for a city.
+
+    :param city: The city.
+    :return: The weather, as JSON.
+    """
+    return json.dumps({"city": city, "temp_c": 18})
+
+
+async def get_weather_async(city: str) -> str:
+    """Current weather for a city.
+
+    :param city: The city.
+    :return: The weather, as JSON.
+    """
+    return get_weather(city)
+
+
+class Requests:
+    """What the SDK sent, as (method, path, query), from a raw-response hook."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, list[str]]]] = []
+
+    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
+        url = urlsplit(response.http_request.url)
+        self.sent.append((response.http_request.method, url.path, parse_qs(url.query)))
+
+    def to(self, method: str, path_end: str) -> list[dict[str, list[str]]]:
+        return [query for m, path, query in self.sent if m == method and path.endswith(path_end)]
+
+
+def key_policy(key: str) -> tuple[AzureKeyCredential, AzureKeyCredentialPolicy[Any, Any]]:
+    credential = AzureKeyCredential(key)
+    return credential, AzureKeyCredentialPolicy(credential, "Authorization", prefix="Bearer")
+
+
+@pytest.fixture
+def requests_sent() -> Requests:
+    return Requests()
+
+
+@pytest.fixture
+def agents(devhost: DevHost, requests_sent: Requests) -> Iterator[AgentsClient]:
+    credential, policy = key_policy(API_KEYS[0])
+    with AgentsClient(
+        endpoint=devhost.api_url,
+        credential=credential,  # type: ignore[arg-type]  # the policy below is what authenticates
+        authentication_policy=policy,
+        raw_response_hook=requests_sent,
+        retry_total=0,
+    ) as client:
+        yield client
+
+
+def async_agents(devhost: DevHost) -> AsyncAgentsClient:
+    credential, policy = key_policy(API_KEYS[1])
+    return AsyncAgentsClient(
+        endpoint=devhost.api_url,
+        credential=credential,  # type: ignore[arg-type]
+        authentication_policy=policy,
+        retry_total=0,
+    )
+
+
+def texts(client: AgentsClient, thread_id: str) -> list[tuple[str, list[str]]]:
+    return [
+        (str(m.role), [part.text.value for part in m.text_messages])
+        for m in client.messages.list(thread_id=thread_id, order=ListSortOrder.ASCENDING)
+    ]
+
+
+# --- the README, run as written ------------------------------------------------------------------
+
+
+def readme_foundry_example() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From Azure AI Foundry agents (classic)") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def test_the_readme_example_runs_as_written(devhost: DevHost, model: ModelServer) -> None:
+    code = readme_foundry_example()
+    assert 'endpoint="http://127.0.0.1:7071/openai"' in code and '"local-dev-key"' in code
+    code = code.replace("http://127.0.0.1:7071/openai", devhost.api_url)
+    code = code.replace('"local-dev-key"', repr(API_KEYS[0]))
+    model.script(tool_calls(call("get_weather", {"city": "Paris"})), text("It is 18 C in Paris."))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert printed.getvalue().splitlines() == [
+        "RunStatus.COMPLETED",
+        "MessageRole.USER ['Weather in Paris?']",
+        "MessageRole.AGENT ['It is 18 C in Paris.']",
+    ]
+    tool_message = model.last_request().messages[-1]
+    assert tool_message["role"] == "tool"
+    assert json.loads(tool_message["content"]) == {"city": "Paris", "temp_c": 18}
+
+
+# --- agents, threads, messages -------------------------------------------------------------------
+
+
+def test_agents_are_created_listed_updated_and_deleted(agents: AgentsClient, requests_sent: Requests) -> None:
+    created = [
+        agents.create_agent(
+            model="gpt-test", name=f"agent {i}", instructions="Be terse.", metadata={"i": str(i)}
+        )
+        for i in range(3)
+    ]
+    assert created[0].name == "agent 0" and created[0].metadata == {"i": "0"}
+    assert agents.get_agent(created[1].id).instructions == "Be terse."
+
+    listed = [a.id for a in agents.list_agents(limit=2, order=ListSortOrder.ASCENDING)]
+    assert len(listed) == len(set(listed))  # no page repeats another
+    assert [i for i in listed if i in {a.id for a in created}] == [a.id for a in created]
+    # The SDK asks again while last_id is set: full pages, then the last one (partial or empty).
+    pages = requests_sent.to("GET", "/assistants")
+    assert len(pages) == len(listed) // 2 + 1 + (1 if len(listed) % 2 else 0)
+    n = len(listed)
+    assert [q.get("after") for q in pages[1:]] == [[listed[min(i, n - 1)]] for i in range(1, n + n % 2, 2)]
+    assert all(q["api-version"] == ["v1"] for _, _, q in requests_sent.sent)
+
+    updated = agents.update_agent(created[0].id, name="renamed", temperature=0.5)
+    assert (updated.name, updated.temperature, updated.instructions) == ("renamed", 0.5, "Be terse.")
+    for agent in created:
+        agents.delete_agent(agent.id)
+    with pytest.raises(HttpResponseError) as missing:
+        agents.get_agent(created[0].id)
+    assert missing.value.status_code == 404
+
+
+def test_threads_and_messages_with_roles(agents: AgentsClient) -> None:
+    thread = agents.threads.create(
+        messages=[ThreadMessageOptions(role=MessageRole.USER, content="Hello")], metadata={"k": "v"}
+    )
+    assert agents.threads.get(thread.id).metadata == {"k": "v"}
+    assert agents.threads.update(thread.id, metadata={"k": "w"}).metadata == {"k": "w"}
+    agents.messages.create(thread_id=thread.id, role=MessageRole.AGENT, content="Hi, how can I help?")
+    question = agents.messages.create(thread_id=thread.id, role="user", content="What is 2 + 2?")
+    assert question.role == MessageRole.USER and question.text_messages[0].text.value == "What is 2 + 2?"
+    assert texts(agents, thread.id) == [
+        ("MessageRole.USER", ["Hello"]),
+        ("MessageRole.AGENT", ["Hi, how can I help?"]),
+        ("MessageRole.USER", ["What is 2 + 2?"]),
+    ]
+    last = agents.messages.get_last_message_text_by_role(thread_id=thread.id, role=MessageRole.AGENT)
+    assert last is not None and last.text.value == "Hi, how can I help?"
+    blocks = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content=[
+            MessageInputTextBlock(text="And this picture?"),
+            MessageInputImageUrlBlock(
+                image_url=MessageImageUrlParam(url="https://example.com/a.png", detail=ImageDetailLevel.HIGH)
+            ),
+        ],
+    )
+    assert blocks.text_messages[0].text.value == "And this picture?"
+    assert [part.type for part in blocks.content] == ["text", "image_url"]
+    updated = agents.messages.update(thread_id=thread.id, message_id=question.id, metadata={"seen": "1"})
+    assert updated.metadata == {"seen": "1"}
+    agents.threads.delete(thread.id)
+    with pytest.raises(HttpResponseError) as missing:
+        agents.threads.get(thread.id)
+    assert missing.value.status_code == 404
+
+
+def test_a_list_ends_on_an_empty_page_and_honours_after(
+    agents: AgentsClient, requests_sent: Requests
+) -> None:
+    thread = agents.threads.create(
+        messages=[ThreadMessageOptions(role=MessageRole.USER, content=f"m{i}") for i in range(5)]
+    )
+    listed = list(agents.messages.list(thread_id=thread.id, limit=2, order=ListSortOrder.ASCENDING))
+    assert [m.text_messages[0].text.value for m in listed] == ["m0", "m1", "m2", "m3", "m4"]
+    pages = requests_sent.to("GET", "/messages")
+    assert len(pages) == 4  # 2, 2, 1, then an empty page whose null last_id ends the list
+    assert [q.get("after") for q in pages] == [None, [listed[1].id], [listed[3].id], [listed[4].id]]
+
+    # `after` is the SDK's continuation token: a listing resumed from one starts past it.
+    resumed = agents.messages.list(thread_id=thread.id, order=ListSortOrder.ASCENDING)
+    after = [m.id for page in resumed.by_page(continuation_token=listed[2].id) for m in page]
+    assert after == [listed[3].id, listed[4].id]
+    before = agents.messages.list(
+        thread_id=thread.id, order=ListSortOrder.ASCENDING, before=listed[3].id, limit=2
+    )
+    # `before` is the page just ahead of it (the pager's contract); the SDK then asks after that
+    # page's last id and before the same id, gets an empty page, and ends.
+    assert [m.id for m in before] == [m.id for m in listed[1:3]]
+    newest_first = list(agents.messages.list(thread_id=thread.id, limit=4))
+    assert [m.id for m in newest_first] == [m.id for m in reversed(listed)]
+    agents.threads.delete(thread.id)
+
+
+def test_an_empty_page_has_null_cursors(http: httpx.Client) -> None:
+    thread = http.post("/threads", params={"api-version": "v1"}, json={}).json()
+    page = http.get(f"/threads/{thread['id']}/messages", params={"api-version": "v1"}).json()
+    assert page == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def test_create_and_process_runs_to_completion(agents: AgentsClient, model: ModelServer) -> None:
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create()
+    agents.messages.create(thread_id=thread.id, role="user", content="Say hello.")
+    model.script(text("Hello there"))
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
+    assert run.status == RunStatus.COMPLETED and run.last_error is None
+    assert (run.agent_id, run.thread_id) == (agent.id, thread.id)
+    assert run.usage is not None and run.usage.completion_tokens == 2
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["Hello there"])
+    assert [r.id for r in agents.runs.list(thread_id=thread.id)] == [run.id]
+    steps = list(agents.run_steps.list(thread_id=thread.id, run_id=run.id))
+    assert [s.type for s in steps] == ["message_creation"]
+    assert agents.run_steps.get(thread_id=thread.id, run_id=run.id, step_id=steps[0].id).id == steps[0].id
+    assert model.last_request().messages[0] == {"role": "system", "content": "Be terse."}
+
+
+def test_thread_and_run_in_one_call_run_options_update_and_cancel(
+    agents: AgentsClient, model: ModelServer
+) -> None:
+    agent = agents.create_agent(
+        model="gpt-test",
+        instructions="Answer in JSON.",
+        response_format=AgentsResponseFormat(type="json_object"),
+        temperature=0.3,
+    )
+    assert agent.response_format == {"type": "json_object"}
+    model.script(text('{"ok": true}'))
+    run = agents.create_thread_and_process_run(
+        agent_id=agent.id,
+        thread=AgentThreadCreationOptions(messages=[ThreadMessageOptions(role="user", content="Hi")]),
+    )
+    assert run.status == RunStatus.COMPLETED
+    assert texts(agents, run.thread_id)[-1] == ("MessageRole.AGENT", ['{"ok": true}'])
+    assert model.last_request().json["response_format"] == {"type": "json_object"}
+
+    model.script(text("Done."))
+    run = agents.runs.create(
+        thread_id=run.thread_id,
+        agent_id=agent.id,
+        additional_instructions="Be brief.",
+        additional_messages=[ThreadMessageOptions(role="user", content="And again?")],
+        truncation_strategy=TruncationObject(type="last_messages", last_messages=2),
+        tool_choice=AgentsToolChoiceOptionMode.NONE,
+        max_completion_tokens=300,
+        metadata={"attempt": "2"},
+    )
+    assert settled(agents, run).status == RunStatus.COMPLETED
+    sent = model.last_request().messages
+    assert [m["role"] for m in sent] == ["system", "assistant", "user"]
+    assert sent[-1]["content"] == "And again?" and sent[0]["content"].endswith("Be brief.")
+    updated = agents.runs.update(thread_id=run.thread_id, run_id=run.id, metadata={"attempt": "3"})
+    assert updated.metadata == {"attempt": "3"}
+
+    model.script(text("Too late.", delay_before=30))
+    slow = agents.runs.create(thread_id=run.thread_id, agent_id=agent.id)
+    cancelled = agents.runs.cancel(thread_id=run.thread_id, run_id=slow.id)
+    assert cancelled.status in (RunStatus.CANCELLING, RunStatus.CANCELLED)
+    assert settled(agents, cancelled).status == RunStatus.CANCELLED
+
+
+def settled(client: AgentsClient, run: ThreadRun) -> ThreadRun:
+    """The run once it is neither queued, in progress nor cancelling."""
+    deadline = time.monotonic() + 20
+    busy = (RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.CANCELLING)
+    while run.status in busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+        run = client.runs.get(thread_id=run.thread_id, run_id=run.id)
+    return run
+
+
+def test_function_tools_through_submit_tool_outputs(agents: AgentsClient, model: ModelServer) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(model="gpt-test", instructions="Use get_weather.", toolset=toolset)
+    assert [t.as_dict() for t in agent.tools] == [t.as_dict() for t in toolset.definitions]
+    thread = agents.threads.create()
+    agents.messages.create(thread_id=thread.id, role="user", content="Weather in Oslo?")
+    model.script(tool_calls(call("get_weather", {"city": "Oslo"})), text("18 C in Oslo."))
+
+    run = settled(agents, agents.runs.create(thread_id=thread.id, agent_id=agent.id))
+    assert run.status == RunStatus.REQUIRES_ACTION
+    assert isinstance(run.required_action, SubmitToolOutputsAction)
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    outputs = toolset.execute_tool_calls(calls)
+    assert outputs == [{"tool_call_id": calls[0].id, "output": get_weather("Oslo")}]
+    run = settled(
+        agents, agents.runs.submit_tool_outputs(thread_id=thread.id, run_id=run.id, tool_outputs=outputs)
+    )
+    assert run.status == RunStatus.COMPLETED
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["18 C in Oslo."])
+    assert model.last_request().messages[-1]["content"] == get_weather("Oslo")
+    assert [s.type for s in agents.run_steps.list(thread_id=thread.id, run_id=run.id)] == [
+        "message_creation",
+        "tool_calls",
+    ]
+
+
+def test_function_tools_called_automatically_by_create_and_process(
+    agents: AgentsClient, model: ModelServer
+) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agents.enable_auto_function_calls(toolset)
+    agent = agents.create_agent(model="gpt-test", instructions="Use get_weather.", toolset=toolset)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Lima?")])
+    model.script(tool_calls(call("get_weather", {"city": "Lima"})), text("18 C in Lima."))
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
+    assert run.status == RunStatus.COMPLETED
+    assert model.last_request().messages[-1]["content"] == get_weather("Lima")
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["18 C in Lima."])
+
+
+class Recorder(AgentEventHandler[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: list[str] = []
+        self.statuses: list[str] = []
+        self.events: list[str] = []
+        self.agent_ids: set[str] = set()
+        self.done = False
+
+    def on_message_delta(self, delta: MessageDeltaChunk) -> None:
+        self.deltas.append(delta.text)
+
+    def on_thread_run(self, run: ThreadRun) -> None:
+        self.statuses.append(str(run.status))
+        self.agent_ids.add(run.agent_id)
+
+    def on_done(self) -> None:
+        self.done = True
+
+    def on_unhandled_event(self, event_type: str, event_data: Any) -> None:
+        self.events.append(event_type)
+
+
+def test_streaming_through_an_agent_event_handler(agents: AgentsClient, model: ModelServer) -> None:
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Hi")])
+    model.script(text(["Hel", "lo ", "there"]))
+    handler = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=handler) as stream:
+        stream.until_done()
+    assert handler.deltas == ["Hel", "lo ", "there"]
+    assert handler.statuses[0] == "RunStatus.QUEUED" and handler.statuses[-1] == "RunStatus.COMPLETED"
+    assert handler.done and not handler.events
+    assert handler.agent_ids == {agent.id}  # the SDK renames assistant_id in streamed objects
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["Hello there"])
+
+
+def test_a_stream_quiet_long_enough_for_heartbeats(agents: AgentsClient, model: ModelServer) -> None:
+    """The SDK reads an event as everything up to a blank line and needs an `event:` line in
+    it, so a heartbeat must not stand alone (the dev host's heartbeat is 1 s in the tests)."""
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Hi")])
+    model.script(text(["Slow ", "reply"], delay_before=2.5))
+    handler = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=handler) as stream:
+        stream.until_done()
+    assert handler.deltas == ["Slow ", "reply"] and handler.done
+    assert handler.statuses[-1] == "RunStatus.COMPLETED"
+
+
+def test_streaming_calls_functions_automatically(agents: AgentsClient, model: ModelServer) -> None:
+    agents.enable_auto_function_calls({get_weather})
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(model="gpt-test", instructions="Use get_weather.", toolset=toolset)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Rome?")])
+    model.script(tool_calls(call("get_weather", {"city": "Rome"})), text("18 C in Rome."))
+    handler = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=handler) as stream:
+        stream.until_done()
+    assert "RunStatus.REQUIRES_ACTION" in handler.statuses
+    assert handler.statuses[-1] == "RunStatus.COMPLETED"
+    assert "".join(handler.deltas) == "18 C in Rome."
+    assert model.last_request().messages[-1]["content"] == get_weather("Rome")
+
+
+# --- the .aio client -----------------------------------------------------------------------------
+
+
+class AsyncRecorder(AsyncAgentEventHandler[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: list[str] = []
+        self.statuses: list[str] = []
+
+    async def on_message_delta(self, delta: MessageDeltaChunk) -> None:
+        self.deltas.append(delta.text)
+
+    async def on_thread_run(self, run: ThreadRun) -> None:
+        self.statuses.append(str(run.status))
+
+
+def test_the_async_client(devhost: DevHost, model: ModelServer) -> None:
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            agent = await client.create_agent(model="gpt-test", name="async", instructions="Be terse.")
+            assert agent.id in [a.id async for a in client.list_agents(limit=100)]
+            updated = await client.update_agent(agent.id, metadata={"v": "2"})
+            assert updated.metadata == {"v": "2"}
+
+            thread = await client.threads.create()
+            await client.messages.create(thread_id=thread.id, role="user", content="Say hello.")
+            model.script(text("Hello there"))
+            run = await client.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
+            assert run.status == RunStatus.COMPLETED
+
+            toolset = AsyncToolSet()
+            toolset.add(AsyncFunctionTool({get_weather_async}))
+            client.enable_auto_function_calls(toolset)
+            forecaster = await client.create_agent(model="gpt-test", instructions="x", toolset=toolset)
+            await client.messages.create(thread_id=thread.id, role="user", content="Weather in Bern?")
+            model.script(tool_calls(call("get_weather_async", {"city": "Bern"})), text("18 C in Bern."))
+            run = await client.runs.create_and_process(thread_id=thread.id, agent_id=forecaster.id)
+            assert run.status == RunStatus.COMPLETED
+            assert model.last_request().messages[-1]["content"] == get_weather("Bern")
+
+            await client.messages.create(thread_id=thread.id, role="user", content="Again, streamed.")
+            model.script(text(["Streamed ", "reply"], delay_before=2.5))  # heartbeats first
+            handler = AsyncRecorder()
+            async with await client.runs.stream(
+                thread_id=thread.id, agent_id=agent.id, event_handler=handler
+            ) as stream:
+                await stream.until_done()
+            assert handler.deltas == ["Streamed ", "reply"]
+            assert handler.statuses[-1] == "RunStatus.COMPLETED"
+
+            listed = [
+                (str(m.role), m.text_messages[0].text.value)
+                async for m in client.messages.list(
+                    thread_id=thread.id, order=ListSortOrder.ASCENDING, limit=2
+                )
+            ]
+            assert listed == [
+                ("MessageRole.USER", "Say hello."),
+                ("MessageRole.AGENT", "Hello there"),
+                ("MessageRole.USER", "Weather in Bern?"),
+                ("MessageRole.AGENT", "18 C in Bern."),
+                ("MessageRole.USER", "Again, streamed."),
+                ("MessageRole.AGENT", "Streamed reply"),
+            ]
+            await client.threads.delete(thread.id)
+            await client.delete_agent(agent.id)
+            await client.delete_agent(forecaster.id)
+
+    asyncio.run(scenario())
+
+
+# --- raw HTTP: api-versions and keys ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", SDK_API_VERSIONS)
+def test_the_sdks_api_versions_are_accepted_without_openai_beta(devhost: DevHost, version: str) -> None:
+    headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    with httpx.Client(base_url=devhost.api_url, headers=headers, timeout=60) as client:
+        created = client.post("/assistants", params={"api-version": version}, json={"model": "gpt-test"})
+        assert created.status_code == 200, created.text
+        assert "openai-beta" not in {k.lower() for k in created.request.headers}
+        listed = client.get("/assistants", params={"api-version": version, "limit": "1"})
+        assert listed.status_code == 200, listed.text
+        assert client.delete(f"/assistants/{created.json()['id']}", params={"api-version": version}).json()[
+            "deleted"
+        ]
+
+
+def test_other_api_versions_and_bad_keys_are_still_refused(devhost: DevHost) -> None:
+    with httpx.Client(base_url=devhost.api_url, timeout=60) as client:
+        bearer = {"Authorization": f"Bearer {API_KEYS[0]}"}
+        unknown = client.get("/assistants", params={"api-version": "v2"}, headers=bearer)
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["message"] == "API version not supported"
+        wrong = client.get(
+            "/assistants", params={"api-version": "v1"}, headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status_code == 401
+
+
+class StaticToken:
+    """A TokenCredential handing out the API key, as a user might first try."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.key, int(time.time()) + 3600)
+
+
+def test_why_the_readme_uses_a_key_policy(devhost: DevHost) -> None:
+    """azure-core's bearer-token policy will not send a token over http://, so locally the key
+    goes through AzureKeyCredentialPolicy (the README's way; over https both would do)."""
+    with (
+        AgentsClient(endpoint=devhost.api_url, credential=StaticToken(API_KEYS[0]), retry_total=0) as client,
+        pytest.raises(ServiceRequestError, match="non-TLS"),
+    ):
+        client.create_agent(model="gpt-test")
+
+
+def test_the_sdk_with_a_wrong_key_gets_a_401(devhost: DevHost) -> None:
+    credential, policy = key_policy("not-a-key")
+    with (
+        AgentsClient(
+            endpoint=devhost.api_url,
+            credential=credential,  # type: ignore[arg-type]
+            authentication_policy=policy,
+            retry_total=0,
+        ) as client,
+        pytest.raises(HttpResponseError) as refused,
+    ):
+        client.create_agent(model="gpt-test")
+    assert refused.value.status_code == 401
+
+
+# --- Foundry-only tools and data sources ---------------------------------------------------------
+
+# The SDK's own serialisation of the tools azure-ai-agents 1.1.0 defines, and the wire shapes of
+# those only its previews (1.2.0b*) define.
+SDK_TOOLS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "azure_ai_search",
+        AzureAISearchTool(index_connection_id="conn", index_name="idx").definitions[0].as_dict(),
+    ),
+    ("bing_grounding", BingGroundingTool(connection_id="conn").definitions[0].as_dict()),
+    (
+        "openapi",
+        OpenApiTool(
+            name="weather", spec={"openapi": "3.0.0"}, description="d", auth=OpenApiAnonymousAuthDetails()
+        )
+        .definitions[0]
+        .as_dict(),
+    ),
+    (
+        "azure_function",
+        AzureFunctionTool(
+            name="f",
+            description="d",
+            parameters={"type": "object"},
+            input_queue=AzureFunctionStorageQueue(queue_name="in", storage_service_endpoint="https://q"),
+            output_queue=AzureFunctionStorageQueue(queue_name="out", storage_service_endpoint="https://q"),
+        )
+        .definitions[0]
+        .as_dict(),
+    ),
+    (
+        "connected_agent",
+        ConnectedAgentTool(id="asst_x", name="helper", description="d").definitions[0].as_dict(),
+    ),
+    ("mcp", {"type": "mcp", "server_label": "github", "server_url": "https://example.com/mcp"}),
+    (
+        "deep_research",
+        {"type": "deep_research", "deep_research": {"deep_research_model": "o3-deep-research"}},
+    ),
+    (
+        "bing_custom_search",
+        {"type": "bing_custom_search", "bing_custom_search": {"search_configurations": []}},
+    ),
+    (
+        "sharepoint_grounding",
+        {"type": "sharepoint_grounding", "sharepoint_grounding": {"connection_list": []}},
+    ),
+    ("fabric_dataagent", {"type": "fabric_dataagent", "fabric_dataagent": {"connection_list": []}}),
+    ("browser_automation", {"type": "browser_automation", "browser_automation": {"connection": {"id": "c"}}}),
+    (
+        "computer_use_preview",
+        {"type": "computer_use_preview", "computer_use_preview": {"environment": "browser"}},
+    ),
+]
+FUNCTION = FunctionTool({get_weather}).definitions[0].as_dict()
+
+
+def assert_not_served(response: httpx.Response, param: str, name: str) -> None:
+    error = assert_error(response, 400, param)
+    assert f"'{name}'" in error["message"] and "does not serve" in error["message"], error
+
+
+@pytest.mark.parametrize(("name", "tool"), SDK_TOOLS, ids=[name for name, _ in SDK_TOOLS])
+def test_foundry_tools_are_refused_naming_the_tool(
+    http: httpx.Client, name: str, tool: dict[str, Any]
+) -> None:
+    v1 = {"api-version": "v1"}
+    body = {"model": "gpt-test", "tools": [FUNCTION, tool]}
+    assert_not_served(http.post("/assistants", params=v1, json=body), "tools[1].type", name)
+    assistant = http.post("/assistants", params=v1, json={"model": "gpt-test"}).json()
+    modified = http.post(f"/assistants/{assistant['id']}", params=v1, json={"tools": [tool]})
+    assert_not_served(modified, "tools[0].type", name)
+    assert http.get(f"/assistants/{assistant['id']}", params=v1).json()["tools"] == []
+
+    thread = http.post("/threads", params=v1, json={}).json()
+    runs = f"/threads/{thread['id']}/runs"
+    run_with_tool = {"assistant_id": assistant["id"], "tools": [tool]}
+    assert_not_served(http.post(runs, params=v1, json=run_with_tool), "tools[0].type", name)
+    choice = {"assistant_id": assistant["id"], "tool_choice": {"type": name}}
+    assert_not_served(http.post(runs, params=v1, json=choice), "tool_choice.type", name)
+    assert http.get(runs, params=v1).json()["data"] == []  # no run was started
+
+
+@pytest.mark.parametrize(
+    ("resources", "param", "name"),
+    [
+        (
+            AzureAISearchTool(index_connection_id="c", index_name="i").resources.as_dict(),
+            "azure_ai_search",
+            "azure_ai_search",
+        ),
+        ({"mcp": [{"server_label": "github", "headers": {}}]}, "mcp", "mcp"),
+        (
+            {"code_interpreter": {"data_sources": [{"uri": "azureml://x", "type": "uri_asset"}]}},
+            "code_interpreter.data_sources",
+            "data_sources",
+        ),
+    ],
+    ids=["azure_ai_search", "mcp", "code_interpreter.data_sources"],
+)
+def test_foundry_tool_resources_are_refused(
+    http: httpx.Client, resources: dict[str, Any], param: str, name: str
+) -> None:
+    v1 = {"api-version": "v1"}
+    created = http.post("/assistants", params=v1, json={"model": "gpt-test", "tool_resources": resources})
+    assert_not_served(created, f"tool_resources.{param}", name)
+    assert_not_served(
+        http.post("/threads", params=v1, json={"tool_resources": resources}), f"tool_resources.{param}", name
+    )
+
+
+def test_foundry_vector_store_configurations_are_refused(http: httpx.Client) -> None:
+    """Foundry's file_search resources may build vector stores from data sources: refused (how,
+    depends on how far this service serves `vector_stores`), never stored."""
+    store = VectorStoreConfigurations(
+        store_name="docs",
+        store_configuration=VectorStoreConfiguration(
+            data_sources=[VectorStoreDataSource(asset_identifier="azureml://x", asset_type="uri_asset")]
+        ),
+    )
+    resources = {"file_search": {"vector_stores": [store.as_dict()]}}
+    body = {"model": "gpt-test", "tools": [{"type": "file_search"}], "tool_resources": resources}
+    refused = http.post("/assistants", params={"api-version": "v1"}, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"].startswith("tool_resources.file_search.vector_stores")
+
+
+def test_message_attachments_from_data_sources_are_refused(http: httpx.Client) -> None:
+    v1 = {"api-version": "v1"}
+    attachment = {
+        "data_source": {"uri": "azureml://x", "type": "uri_asset"},
+        "tools": [{"type": "file_search"}],
+    }
+    message = {"role": "user", "content": "Read this.", "attachments": [attachment]}
+    thread = http.post("/threads", params=v1, json={}).json()
+    refused = http.post(f"/threads/{thread['id']}/messages", params=v1, json=message)
+    assert_not_served(refused, "attachments[0].data_source", "data_source")
+    assert http.get(f"/threads/{thread['id']}/messages", params=v1).json()["data"] == []
+    with_messages = http.post("/threads", params=v1, json={"messages": [message]})
+    assert_not_served(with_messages, "messages[0].attachments[0].data_source", "data_source")
+
+
+def test_the_sdk_reports_a_foundry_tool_refusal(agents: AgentsClient) -> None:
+    with pytest.raises(HttpResponseError) as refused:
+        agents.create_agent(model="gpt-test", tools=BingGroundingTool(connection_id="conn").definitions)
+    assert refused.value.status_code == 400
+    assert refused.value.error is not None and refused.value.error.code == "unsupported_value"
+    assert "'bing_grounding' tool" in str(refused.value.message)
