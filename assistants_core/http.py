@@ -20,7 +20,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -44,6 +44,7 @@ from .errors import (
     UnsupportedApiVersion,
 )
 from .executor import EventStream
+from .files import Download
 from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store
@@ -73,6 +74,9 @@ MAX_JSON_DEPTH = 64
 BLOCKING_THREADS = 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
 
 _blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="blocking")
+# Uploads wait on the client and on storage for as long as their bytes take: threads of their
+# own, so that a few large uploads never hold up the short requests.
+_transfers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="transfer")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -94,6 +98,9 @@ class Call:
     route: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     response_headers: dict[str, str] = field(default_factory=dict)  # what the endpoint adds
+    headers: Mapping[str, str] = field(default_factory=dict)  # lowercase names
+    # A streamed request's body (uploads), read as the endpoint goes; `body` is then empty.
+    stream: Iterator[bytes] = field(default_factory=lambda: iter(()))
 
     @property
     def params(self) -> Mapping[str, str]:
@@ -138,7 +145,7 @@ class Call:
         return value
 
 
-Endpoint = Callable[[Call], BaseModel | EventStream]
+Endpoint = Callable[[Call], BaseModel | EventStream | Download]
 
 
 class Api:
@@ -163,7 +170,11 @@ class Api:
         telemetry.configure()
         return api
 
-    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+    async def handle(
+        self, request: Request, endpoint: Endpoint, streamed_up_to: int | None = None
+    ) -> Response:
+        """`streamed_up_to`, if given, hands the endpoint the body as it arrives (`Call.stream`),
+        up to that many bytes (then a 413), on a thread of its own."""
         request_id = "req_" + secrets.token_hex(16)
         telemetry.tag_request(request_id)
         started = time.perf_counter()
@@ -171,10 +182,23 @@ class Api:
         try:
             self._admit(request)
             query = tuple(request.query_params.multi_items())
-            call = Call(self._service, query, dict(request.path_params), await _body(request))
-            result = await run_blocking(endpoint, call)
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            if streamed_up_to is None:
+                call = Call(
+                    self._service, query, dict(request.path_params), await _body(request), headers=headers
+                )
+                result = await run_blocking(endpoint, call)
+            else:
+                stream = _streamed(request, streamed_up_to)
+                call = Call(self._service, query, dict(request.path_params), headers=headers, stream=stream)
+                context = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(
+                    _transfers, functools.partial(context.run, endpoint, call)
+                )
             if isinstance(result, EventStream):
                 response = _event_stream(result, self._heartbeat)
+            elif isinstance(result, Download):
+                response = StreamingResponse(result.chunks, status_code=result.status, headers=result.headers)
             else:
                 response = _json_response(200, result.model_dump_json().encode(), call.response_headers)
         except ApiError as error:
@@ -229,10 +253,40 @@ class Api:
         return matched
 
 
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The request body is larger than this service's limit of {MAX_BODY_BYTES:,} bytes."
-    )
+def _too_large(limit: int = MAX_BODY_BYTES) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than this service's limit of {limit:,} bytes.")
+
+
+def _streamed(request: Request, limit: int) -> Iterator[bytes]:
+    """The body as a blocking iterator for a thread off the event loop: each chunk awaited on
+    the loop as the reader asks for it; a 413 once past `limit`, a 400 if the client goes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    loop = asyncio.get_running_loop()
+    source = request.stream().__aiter__()
+
+    async def following() -> bytes | None:
+        try:
+            return await source.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks() -> Iterator[bytes]:
+        size = 0
+        while True:
+            try:
+                chunk = asyncio.run_coroutine_threadsafe(following(), loop).result()
+            except ClientDisconnect:
+                raise InvalidRequest("The client went away before the request body was complete.") from None
+            if chunk is None:
+                return
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            yield chunk
+
+    return chunks()
 
 
 async def _body(request: Request) -> bytes:

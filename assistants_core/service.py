@@ -12,6 +12,7 @@ from .backend import ModelBackend
 from .documents import NewThread, document, optimistically
 from .errors import NotFound
 from .executor import Executor
+from .files import Files
 from .models import (
     Assistant,
     AssistantDeleted,
@@ -34,6 +35,7 @@ from .storage import Collection, OwnerGone, Record, Store, next_message
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
+        self.files = Files(store)
         self.runs = Runs(store, Executor(store, backend), self)
 
     # --- assistants -------------------------------------------------------------------------
@@ -81,6 +83,7 @@ class Service:
     # --- threads ----------------------------------------------------------------------------
 
     def create_thread(self, request: CreateThreadRequest) -> Thread:
+        self.files.require(request.file_references())
         new = NewThread.of(request)
         self._store.threads().create(new.thread.id, new.document, new.messages)
         return new.thread
@@ -114,6 +117,8 @@ class Service:
     # --- messages ---------------------------------------------------------------------------
 
     def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
+        self.files.require(request.file_references())
+
         def attempt() -> Message:  # a conflict means another message took this number
             thread = self.thread_record(thread_id)
             self.runs.check_unlocked(
