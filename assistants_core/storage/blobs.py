@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -107,7 +108,7 @@ class Blobs:
                 if second is None:
                     blob.upload_blob(first, overwrite=True)
                     return len(first)
-                for block in (first, second, *blocks):
+                for block in itertools.chain((first, second), blocks):  # one block held at a time
                     staged.append(_block_id(_WHOLE, len(staged)))
                     blob.stage_block(staged[-1], block, length=len(block))
                     size += len(block)
