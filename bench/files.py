@@ -36,11 +36,13 @@ MiB = 1024 * 1024
 BOUNDARY = "benchboundary"
 
 
-def multipart(size: int, block: bytes, filename: str = "bench.bin") -> Iterator[bytes]:
-    """A `POST /files` body of `size` file bytes, generated as it is sent (the client holds one block)."""
+def multipart(size: int, block: bytes, filename: str = "bench.bin", field: str = "file") -> Iterator[bytes]:
+    """A `POST /files` body of `size` file bytes (or, with `field="data"`, an Upload part's, as
+    the Python SDK sends it), generated as it is sent: the client holds one block."""
+    purpose = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
     yield (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        (purpose if field == "file" else "")
+        + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     sent = 0
@@ -190,7 +192,11 @@ def run(azurite: Azurite, host: Any, size: int, upload_size: int, repeat: int) -
     part_ids = []
     for start in range(0, upload_size, part_size):
         length = min(part_size, upload_size - start)
-        part = http.post(f"/uploads/{created['id']}/parts", content=data_part(length, block), headers=headers)
+        part = http.post(
+            f"/uploads/{created['id']}/parts",
+            content=multipart(length, block, "upload", "data"),
+            headers=headers,
+        )
         part.raise_for_status()
         part_ids.append(part.json()["id"])
     done = http.post(f"/uploads/{created['id']}/complete", json={"part_ids": part_ids})
@@ -211,20 +217,6 @@ def run(azurite: Azurite, host: Any, size: int, upload_size: int, repeat: int) -
         f"{mb_per_s(upload_size, upload_seconds)} MB/s) | {after_upload:.0f} |"
     )
     http.close()
-
-
-def data_part(size: int, block: bytes) -> Iterator[bytes]:
-    """An Upload part's body (one `data` part, as the Python SDK sends it), generated as it is sent."""
-    yield (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="data"; filename="upload"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    sent = 0
-    while sent < size:
-        piece = block[: min(len(block), size - sent)]
-        sent += len(piece)
-        yield piece
-    yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 if __name__ == "__main__":
