@@ -27,6 +27,7 @@ IMAGE_TOKENS = 765  # what OpenAI charges a high-detail 1024x1024 image; an esti
 # What chat-completions models take: these types, each image at most 20 MB (OpenAI's limits).
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_PROMPT_IMAGE_BYTES = 50 * 1024 * 1024  # all of a request's images, as base64 (OpenAI's 50 MB)
 
 # How a run reads the image behind an `image_file` part: (bytes, media type), or None for a file
 # that no longer exists; an oversized one raises. Set by the service (`read_images_with`), since
@@ -85,6 +86,14 @@ def chat_message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": parts}
 
 
+def _inline_image_bytes(chat: dict[str, Any]) -> int:
+    content = chat.get("content")
+    if not isinstance(content, list):
+        return 0
+    urls = [p["image_url"]["url"] for p in content if p.get("type") == "image_url"]
+    return sum(len(url) for url in urls if url.startswith("data:"))
+
+
 def _data_url(message_id: str, file_id: str) -> str:
     """The image as a base64 data: URL, or Unservable saying why it cannot go to the model."""
     from .storage.blobs import BlobTooLarge
@@ -134,7 +143,7 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
     (estimated tokens, after the system message and the run's own turns) holds."""
     kept: list[dict[str, Any]] = []
     limit = run.truncation_strategy.last_messages if run.truncation_strategy.type == "last_messages" else None
-    used = 0
+    used = images = 0
     if budget <= 0:
         raise TooLong()
     for message in newest_first:
@@ -146,6 +155,12 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
             if not kept:
                 raise TooLong()
             break
+        images += _inline_image_bytes(chat)
+        if images > MAX_PROMPT_IMAGE_BYTES:
+            raise Unservable(
+                f"The thread's images take more than the {MAX_PROMPT_IMAGE_BYTES:,} bytes a model takes in "
+                f"one request (as base64), counting back to message {message.id}."
+            )
         kept.append(chat)
         used += cost
     kept.reverse()

@@ -15,6 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.model_server import ModelServer
 from tests.support import API_KEYS, DevHost, assert_error, error_of, stored_rows, wait_until
 
 
@@ -484,3 +485,27 @@ def test_file_calls_send_nothing_extra(http: httpx.Client) -> None:
     assert response.status_code == 200
     stream = io.BytesIO(b"")
     assert stream.read() == b""
+
+
+def test_images_beyond_what_a_model_takes_fail_the_run(client: OpenAI, model: ModelServer) -> None:
+    """One image over 20 MB, or a thread's images over 50 MB as base64: invalid_prompt, saying why,
+    and no model call."""
+    assistant = client.beta.assistants.create(model="gpt-test")
+
+    def image_part(megabytes: int) -> Any:
+        data = b"\x89PNG\r\n\x1a\n" + bytes(megabytes * 1024 * 1024)
+        file = client.files.create(file=("big.png", data), purpose="vision")
+        return {"type": "image_file", "image_file": {"file_id": file.id}}
+
+    before = len(model.requests)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": [image_part(21)]}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "invalid_prompt" and "20,971,520 bytes" in run.last_error.message
+
+    parts = [image_part(13) for _ in range(3)]  # 52 MiB as base64
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": parts}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "invalid_prompt" and "52,428,800 bytes" in run.last_error.message
+    assert len(model.requests) == before
