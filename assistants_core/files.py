@@ -7,6 +7,7 @@ discarded on the way out). A file is visible exactly while its row exists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -197,7 +198,14 @@ class Files:
                 filename=filename,
                 purpose=purpose,  # type: ignore[arg-type]  # checked against the purposes above
             )
-            self.store.files().insert(file_id, stored.model_dump_json().encode(), group=purpose)
+            if expires_at is not None:  # first, so that no expiring file is unknown to the sweeper
+                self.store.file_expiries().add(expires_at, file_id)
+            try:
+                self.store.files().insert(file_id, stored.model_dump_json().encode(), group=purpose)
+            except BaseException:
+                if expires_at is not None:
+                    self.store.file_expiries().remove(expires_at, file_id)
+                raise
         except BaseException:
             if file is not None:
                 blobs.discard(file_id)
@@ -391,7 +399,7 @@ class Files:
         self.store.files().insert(file_id, file.model_dump_json().encode(), group=upload.purpose)
         completed = upload.model_copy(update={"status": "completed", "file": file})
         self.store.uploads().replace(upload_id, record, completed.model_dump_json().encode())
-        self.store.uploads().settled(upload_id, upload.expires_at)
+        self.store.uploads().pending.remove(upload.expires_at, upload_id)
         return completed
 
     def cancel(self, upload_id: str) -> Upload:
@@ -403,7 +411,7 @@ class Files:
         ended = upload.model_copy(update={"status": status})
         self.store.uploads().replace(upload.id, record, ended.model_dump_json().encode())
         self.store.blobs().discard(file_id)
-        self.store.uploads().settled(upload.id, upload.expires_at)
+        self.store.uploads().pending.remove(upload.expires_at, upload.id)
         return ended
 
     def _expire(self, upload_id: str) -> Upload | None:
@@ -412,13 +420,24 @@ class Files:
             return None
         upload = Upload.model_validate_json(found.record.document)
         if upload.status != "pending":
-            self.store.uploads().settled(upload_id, upload.expires_at)
+            self.store.uploads().pending.remove(upload.expires_at, upload_id)
             return upload
         return self._end(upload, found.file_id, found.record, "expired")
 
     def sweep(self, now: int | None = None) -> None:
-        """Expire the Uploads past their hour: status `expired`, their staged blocks gone."""
-        for upload_id, _ in list(self.store.uploads().expired(ids.unix_seconds() if now is None else now)):
+        """Delete the files past their `expires_at`; expire the Uploads past their hour (status
+        `expired`, their staged blocks gone)."""
+        now = ids.unix_seconds() if now is None else now
+        for file_id, expires_at in list(self.store.file_expiries().due(now)):
+            try:
+                with contextlib.suppress(NotFound):
+                    self.delete(file_id)
+                self.store.file_expiries().remove(expires_at, file_id)
+            except Exception:
+                log.warning(
+                    "could not delete expired file %s; the next sweep tries again", file_id, exc_info=True
+                )
+        for upload_id, _ in list(self.store.uploads().pending.due(now)):
             try:
                 self._expire(upload_id)
             except Exception:

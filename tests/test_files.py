@@ -406,7 +406,7 @@ def test_upload_request_errors(http: httpx.Client) -> None:
     assert_error(http.post("/uploads", json=too_big), 400, "bytes")
 
 
-def test_uploads_expire_after_an_hour(client: OpenAI, devhost: DevHost) -> None:
+def test_uploads_and_files_expire(client: OpenAI, devhost: DevHost) -> None:
     """The sweeper's work, done in process against the same storage: the Upload's row made an
     hour old, then swept."""
     from assistants_core.files import Files
@@ -435,6 +435,23 @@ def test_uploads_expire_after_an_hour(client: OpenAI, devhost: DevHost) -> None:
         client.uploads.parts.create(upload.id, data=b"more")
     assert "expired" in error_of(caught.value)["message"]
     assert uncommitted(devhost, found.file_id) == 0
+
+    # A file's expires_after: deleted by the sweeper once its time has come, blob and row.
+    file = client.files.create(
+        file=("brief.txt", b"x"),
+        purpose="assistants",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert file.expires_at is not None
+    Files(store).sweep(now=file.expires_at - 1)
+    assert client.files.retrieve(file.id).id == file.id
+    Files(store).sweep(now=file.expires_at)
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file.id)
+    assert file.id not in blobs(devhost)
+    assert file.id not in [
+        i for i, _ in store.file_expiries().due(file.expires_at + 10)
+    ]  # its row is gone too
 
 
 # --- messages that name files -----------------------------------------------------------------

@@ -9,7 +9,8 @@ that a list by purpose reads its own index. Each Upload has a partition of its o
     p<part key>    one part: its size and how many blocks it staged (`bytes`, `blocks`)
 
 and while it is pending, a row in the `pending` partition keyed by its expiry time
-(`<expires_at>:<upload id>`), so the sweeper finds expired Uploads with one range query.
+(`<expires_at>:<upload id>`), so the sweeper finds expired Uploads with one range query. Files
+given an `expires_after` have the same kind of row in the `expiring` partition of `files`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,37 @@ from .. import ids
 from .rows import Partition, Record, translated_errors
 
 PENDING = "pending"
+EXPIRING = "expiring"
 UPLOAD_KEY = "u"
 PART = "p"
 
 
 def _expiry_key(expires_at: int, upload_id: str) -> str:
     return f"{expires_at:012d}:{upload_id}"
+
+
+class Expiries:
+    """Ids by the time they expire, in one partition: one range query finds those due."""
+
+    def __init__(self, table: TableClient, partition: str) -> None:
+        self._table = table
+        self._partition = Partition(table, partition)
+
+    def add(self, expires_at: int, object_id: str) -> None:
+        row = self._partition.row(_expiry_key(expires_at, object_id))
+        self._partition.submit([(TransactionOperation.UPSERT, row)])
+
+    def remove(self, expires_at: int, object_id: str) -> None:
+        with translated_errors(self._table):
+            # The SDK's delete_entity ignores a row already gone.
+            self._table.delete_entity(self._partition.partition, _expiry_key(expires_at, object_id))
+
+    def due(self, now: int) -> Iterator[tuple[str, int]]:
+        """(id, expires_at) of those whose time has come."""
+        with translated_errors(self._table):
+            for row in self._partition.query("", f"{now:012d}~", 100, select=["RowKey"]):
+                expires_at, _, object_id = str(row["RowKey"]).partition(":")
+                yield object_id, int(expires_at)
 
 
 @dataclass(frozen=True)
@@ -40,6 +66,7 @@ class UploadRecord:
 class Uploads:
     def __init__(self, table: TableClient) -> None:
         self._table = table
+        self.pending = Expiries(table, PENDING)
 
     def _partition(self, upload_id: str) -> Partition:
         return Partition(self._table, upload_id)
@@ -47,8 +74,7 @@ class Uploads:
     def insert(self, upload_id: str, file_id: str, expires_at: int, document: bytes) -> None:
         """The Upload, and its row among the pending ones (two partitions: two writes, the
         expiry row first, so that an Upload is never pending unseen by the sweeper)."""
-        pending = Partition(self._table, PENDING)
-        pending.submit([(TransactionOperation.UPSERT, pending.row(_expiry_key(expires_at, upload_id)))])
+        self.pending.add(expires_at, upload_id)
         partition = self._partition(upload_id)
         rows = partition.document_rows(UPLOAD_KEY, upload_id, document, file=file_id)
         partition.submit([(TransactionOperation.CREATE, row) for row in rows])
@@ -72,19 +98,3 @@ class Uploads:
         with translated_errors(self._table):
             rows = partition.query(PART, PART + "~", 1000, select=["id", "bytes", "blocks"])
             return {str(row["id"]): (int(row["bytes"]), int(row["blocks"])) for row in rows}
-
-    def settled(self, upload_id: str, expires_at: int) -> None:
-        """No longer pending: off the sweeper's list."""
-        pending = Partition(self._table, PENDING)
-        row = pending.row(_expiry_key(expires_at, upload_id))
-        with translated_errors(self._table):
-            # The SDK's delete_entity ignores a row already gone.
-            self._table.delete_entity(row["PartitionKey"], row["RowKey"])
-
-    def expired(self, now: int) -> Iterator[tuple[str, int]]:
-        """(upload id, expires_at) of the pending Uploads whose time has passed."""
-        pending = Partition(self._table, PENDING)
-        with translated_errors(self._table):
-            for row in pending.query("", f"{now:012d}~", 100, select=["RowKey"]):
-                expires_at, _, upload_id = str(row["RowKey"]).partition(":")
-                yield upload_id, int(expires_at)

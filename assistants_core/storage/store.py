@@ -18,7 +18,7 @@ from urllib3.util.retry import Retry
 from ..settings import ConfigurationError, Settings
 from .blobs import READ_BYTES, Blobs
 from .collection import Collection
-from .files import Uploads
+from .files import EXPIRING, Expiries, Uploads
 from .rows import translated_errors
 from .runs import ActiveRuns
 from .threads import Threads
@@ -126,6 +126,9 @@ class Store:
 
     def files(self) -> Collection:
         return Collection(self._table("files"), partition="files")
+
+    def file_expiries(self) -> Expiries:
+        return Expiries(self._table("files"), EXPIRING)
 
     def uploads(self) -> Uploads:
         return Uploads(self._table("uploads"))
