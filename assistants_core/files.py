@@ -265,13 +265,15 @@ class Files:
             "X-Content-Type-Options": "nosniff",
         }
         span = _range(range_header, file.bytes)
-        if span is None:
-            headers["Content-Length"] = str(file.bytes)
-            return Download(self.store.blobs().read(file_id), headers)
-        start, end = span
+        start, end = span or (0, file.bytes - 1)
+        chunks = self.store.blobs().read(file_id, start, end - start + 1)
+        if chunks is None:  # deleted since its row was read
+            raise not_found(file_id)
         headers["Content-Length"] = str(end - start + 1)
+        if span is None:
+            return Download(chunks, headers)
         headers["Content-Range"] = f"bytes {start}-{end}/{file.bytes}"
-        return Download(self.store.blobs().read(file_id, start, end - start + 1), headers, status=206)
+        return Download(chunks, headers, status=206)
 
     def image(self, file_id: str, limit: int) -> tuple[bytes, str] | None:
         """A file's bytes and type for the model, if it exists; BlobTooLarge past `limit`."""
@@ -380,7 +382,7 @@ class Files:
         blobs.commit(file_id, [(p, parts[p][1]) for p in request.part_ids])
         if request.md5 is not None:
             digest = hashlib.md5(usedforsecurity=False)
-            for chunk in blobs.read(file_id):
+            for chunk in blobs.read(file_id) or ():
                 digest.update(chunk)
             if digest.hexdigest() != request.md5.lower():
                 blobs.discard(file_id)

@@ -160,7 +160,7 @@ class Api:
             ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
         )
         self._service = Service(store, backend)
-        self.worker = Worker(store, self._service.runs)
+        self.worker = Worker(store, self._service.runs, self._service.files)
 
     @classmethod
     def from_environment(cls) -> Api:

@@ -20,11 +20,11 @@ REQUEUE_AFTER_SECONDS = 60
 
 
 class Worker:
-    def __init__(self, store: Store, runs: Runs) -> None:
+    def __init__(self, store: Store, runs: Runs, files: Files | None = None) -> None:
         self._store = store
         self._runs = runs
         self._executor: Executor = runs.executor
-        self._files = Files(store)
+        self._files = files or Files(store)  # the service's, so that its deletion hooks run
 
     def execute(self, body: bytes, dequeue_count: int | None) -> None:
         """Drive the run a queue message names. A failure is raised, so that the host delivers

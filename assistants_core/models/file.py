@@ -69,7 +69,7 @@ class UploadPart(ApiObject):
 class CreateUploadRequest(RequestModel):
     filename: str = Field(min_length=1, max_length=1024)
     purpose: Literal["assistants", "vision", "user_data", "batch", "fine-tune", "evals"]
-    bytes: int = Field(ge=0, le=MAX_UPLOAD_BYTES)
+    bytes: int = Field(ge=1, le=MAX_UPLOAD_BYTES)
     mime_type: str = Field(min_length=1, max_length=256)
     expires_after: ExpiresAfter | None = None
 

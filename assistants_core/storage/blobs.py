@@ -80,6 +80,11 @@ def _listed(block_ids: list[str]) -> list[BlobBlock]:
     return [BlobBlock(block_id) for block_id in block_ids]
 
 
+def _translated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with translated_errors():
+        yield from chunks
+
+
 class Blobs:
     """The files' container. `ensure` creates it on first use, once per process."""
 
@@ -148,16 +153,17 @@ class Blobs:
         with translated_errors(), contextlib.suppress(ResourceNotFoundError):
             self._blob(file_id).delete_blob()
 
-    def read(self, file_id: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """The blob's bytes from `start`, `length` of them (all that follow if None), a read
-        of `READ_BYTES` at a time; nothing for a missing blob."""
+    def read(self, file_id: str, start: int = 0, length: int | None = None) -> Iterator[bytes] | None:
+        """The blob's bytes from `start`, `length` of them (all that follow if None), a read of
+        `READ_BYTES` at a time; None for a missing blob. The first read is made before this
+        returns, so that a caller can still answer 404 rather than a body cut short."""
         blob = self._blob(file_id)
         with translated_errors():
             try:
                 stream = blob.download_blob(offset=start, length=length, max_concurrency=1)
             except ResourceNotFoundError:
-                return
-            yield from stream.chunks()
+                return None
+        return _translated(stream.chunks())
 
     def read_all(self, file_id: str, limit: int) -> bytes | None:
         """The whole blob if it holds at most `limit` bytes; None if missing; BlobTooLarge if larger."""
