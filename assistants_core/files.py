@@ -179,6 +179,8 @@ class Files:
                     file = (filename, self._write(file_id, part))
                 else:
                     fields[part.name] = part.text(_FIELD_BYTES)
+                    if part.name == "purpose":  # refused before a file that follows is written
+                        _check_purpose(fields["purpose"])
             purpose = _check_purpose(fields.get("purpose"))
             if file is None:
                 raise InvalidRequest(
@@ -354,6 +356,12 @@ class Files:
                 "Missing required parameter: 'data'.", param="data", code="missing_required_parameter"
             )
         self.store.uploads().add_part(upload_id, part_id, *staged)
+        # Cancelled, expired or completed while the part was arriving: its blocks must not stay.
+        ended, _, _ = self._upload(upload_id)
+        if ended.status != "pending":
+            if ended.status != "completed":
+                self.store.blobs().discard(file_id)
+            self._pending(ended, "add a part to")
         return UploadPart(id=part_id, created_at=created_at, upload_id=upload_id)
 
     def complete(self, upload_id: str, request: CompleteUploadRequest) -> Upload:
