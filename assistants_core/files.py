@@ -34,7 +34,7 @@ from .models.file import (
 )
 from .multipart import Part, Reader, boundary_of
 from .pagination import ListPage, ListQuery
-from .storage import Record, Store
+from .storage import ConcurrentUpdate, Record, Store
 from .storage.blobs import BlobTooLarge
 
 log = logging.getLogger("assistants.files")
@@ -366,6 +366,8 @@ class Files:
 
     def complete(self, upload_id: str, request: CompleteUploadRequest) -> Upload:
         upload, file_id, record = self._upload(upload_id)
+        if upload.status == "completed":  # a retry (the first answer lost) gets the same answer
+            return upload
         self._pending(upload, "complete")
         parts = self.store.uploads().parts(upload_id)
         if len(set(request.part_ids)) != len(request.part_ids):
@@ -406,9 +408,20 @@ class Files:
             filename=upload.filename,
             purpose=upload.purpose,
         )
-        self.store.files().insert(file_id, file.model_dump_json().encode(), group=upload.purpose)
+        try:
+            self.store.files().insert(file_id, file.model_dump_json().encode(), group=upload.purpose)
+        except Exception:
+            if self.store.files().get(file_id) is None:
+                raise
+            # A concurrent completion of the same Upload wrote the file: its answer is this one's.
         completed = upload.model_copy(update={"status": "completed", "file": file})
-        self.store.uploads().replace(upload_id, record, completed.model_dump_json().encode())
+        try:
+            self.store.uploads().replace(upload_id, record, completed.model_dump_json().encode())
+        except ConcurrentUpdate:
+            settled, _, _ = self._upload(upload_id)
+            if settled.status != "completed":
+                raise
+            return settled
         self.store.uploads().pending.remove(upload.expires_at, upload_id)
         return completed
 

@@ -16,7 +16,7 @@ import pytest
 from openai import OpenAI
 
 from tests.model_server import ModelServer
-from tests.support import API_KEYS, DevHost, assert_error, error_of, stored_rows, wait_until
+from tests.support import API_KEYS, DevHost, assert_error, error_of, run_concurrently, stored_rows, wait_until
 
 
 def blobs(host: DevHost) -> list[str]:
@@ -526,3 +526,18 @@ def test_images_beyond_what_a_model_takes_fail_the_run(client: OpenAI, model: Mo
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "invalid_prompt" and "52,428,800 bytes" in run.last_error.message
     assert len(model.requests) == before
+
+
+def test_two_completions_at_once_or_a_retry_make_one_file(client: OpenAI) -> None:
+    upload = client.uploads.create(
+        bytes=4, filename="twice.txt", mime_type="text/plain", purpose="assistants"
+    )
+    part = client.uploads.parts.create(upload.id, data=b"once")
+    answers: list[Any] = []
+    run_concurrently(
+        [lambda: answers.append(client.uploads.complete(upload.id, part_ids=[part.id])) for _ in range(2)]
+    )
+    assert {a.status for a in answers} == {"completed"}
+    assert len({a.file.id for a in answers}) == 1
+    assert client.files.content(answers[0].file.id).read() == b"once"
+    assert client.uploads.complete(upload.id, part_ids=[part.id]) == answers[0]  # a retry
