@@ -489,6 +489,18 @@ def test_messages_name_existing_files(client: OpenAI) -> None:
             attachments=[{"file_id": missing, "tools": [{"type": "file_search"}]}],
         )
     assert error_of(caught.value)["param"] == "attachments[0].file_id"
+    image_part: Any = {"type": "image_file", "image_file": {"file_id": missing}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.create(
+            messages=[{"role": "user", "content": "x"}, {"role": "user", "content": [image_part]}]
+        )
+    assert error_of(caught.value)["param"] == "messages[1].content[0].image_file.file_id"
+    assistant = client.beta.assistants.create(model="gpt-test")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.create_and_run(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": [image_part]}]}
+        )
+    assert error_of(caught.value)["param"] == "thread.messages[0].content[0].image_file.file_id"
     client.files.delete(image.id)
     assert (
         client.beta.threads.messages.retrieve(message.id, thread_id=thread.id).attachments
