@@ -553,3 +553,28 @@ def test_two_completions_at_once_or_a_retry_make_one_file(client: OpenAI) -> Non
     assert len({a.file.id for a in answers}) == 1
     assert client.files.content(answers[0].file.id).read() == b"once"
     assert client.uploads.complete(upload.id, part_ids=[part.id]) == answers[0]  # a retry
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/files"),
+        ("GET", "/files"),
+        ("GET", "/files/file-abc"),
+        ("DELETE", "/files/file-abc"),
+        ("GET", "/files/file-abc/content"),
+        ("POST", "/uploads"),
+        ("POST", "/uploads/upload_abc/parts"),
+        ("POST", "/uploads/upload_abc/complete"),
+        ("POST", "/uploads/upload_abc/cancel"),
+    ],
+)
+def test_every_files_route_wants_a_key_and_a_known_version(devhost: DevHost, method: str, path: str) -> None:
+    with httpx.Client(base_url=devhost.api_url) as anonymous:
+        refused = anonymous.request(method, path, content=b"x" * 1000)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "401"
+        versioned = anonymous.request(
+            method, path, params={"api-version": "2023-01-01"}, headers={"api-key": API_KEYS[0]}, content=b"x"
+        )
+        assert versioned.status_code == 400 and versioned.json()["error"]["code"] == "BadRequest"
