@@ -578,3 +578,30 @@ def test_every_files_route_wants_a_key_and_a_known_version(devhost: DevHost, met
             method, path, params={"api-version": "2023-01-01"}, headers={"api-key": API_KEYS[0]}, content=b"x"
         )
         assert versioned.status_code == 400 and versioned.json()["error"]["code"] == "BadRequest"
+
+
+# --- the multipart reader on its own ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 17, 4096])
+def test_the_reader_finds_parts_however_the_body_is_cut(piece: int) -> None:
+    from assistants_core.multipart import Reader
+
+    data = b"\r\n--b0undarZ--b0undary" + os.urandom(3000) + b"\r\n--b0undar"  # near-delimiters inside
+    body = (
+        b"preamble\r\n" + multipart([("file", 'a \\"q\\".bin', data), ("purpose", None, b"vision")]) + b"epilogue"
+    )
+    chunks = (body[i : i + piece] for i in range(0, len(body), piece))
+    found = [(p.name, p.filename, b"".join(p.chunks())) for p in Reader(chunks, b"b0undary").parts()]
+    assert found == [("file", 'a "q".bin', data), ("purpose", None, b"vision")]
+
+
+def test_the_reader_skips_a_part_left_unread_and_refuses_a_truncated_body() -> None:
+    from assistants_core.errors import InvalidRequest
+    from assistants_core.multipart import Reader
+
+    body = multipart([("a", None, b"1" * 100), ("b", None, b"2")])
+    assert [p.name for p in Reader(iter([body]), b"b0undary").parts()] == ["a", "b"]
+    with pytest.raises(InvalidRequest):
+        for part in Reader(iter([body[:-20]]), b"b0undary").parts():
+            b"".join(part.chunks())
