@@ -589,7 +589,9 @@ def test_the_reader_finds_parts_however_the_body_is_cut(piece: int) -> None:
 
     data = b"\r\n--b0undarZ--b0undary" + os.urandom(3000) + b"\r\n--b0undar"  # near-delimiters inside
     body = (
-        b"preamble\r\n" + multipart([("file", 'a \\"q\\".bin', data), ("purpose", None, b"vision")]) + b"epilogue"
+        b"preamble\r\n"
+        + multipart([("file", 'a \\"q\\".bin', data), ("purpose", None, b"vision")])
+        + b"epilogue"
     )
     chunks = (body[i : i + piece] for i in range(0, len(body), piece))
     found = [(p.name, p.filename, b"".join(p.chunks())) for p in Reader(chunks, b"b0undary").parts()]
