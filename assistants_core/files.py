@@ -336,6 +336,9 @@ class Files:
     def add_part(self, upload_id: str, content_type: str, body: Iterator[bytes]) -> UploadPart:
         upload, file_id, _ = self._upload(upload_id)
         self._pending(upload, "add a part to")
+        # What the parts so far leave of the declared size bounds this one: an Upload never
+        # holds more than it was created for (8 GB at most).
+        room = upload.bytes - sum(size for size, _ in self.store.uploads().parts(upload_id).values())
         part_id, created_at = ids.new_id(ids.PART)
         staged: tuple[int, int] | None = None
         for part in Reader(body, boundary_of(content_type)).parts():
@@ -348,8 +351,17 @@ class Files:
                     "The 'data' field is given more than once.", param="data", code="duplicate_parameter"
                 )
             try:
-                staged = self.store.blobs().stage(file_id, part_id, part.chunks(), MAX_PART_BYTES)
-            except (BlobTooLarge, PayloadTooLarge):
+                staged = self.store.blobs().stage(file_id, part_id, part.chunks(), min(room, MAX_PART_BYTES))
+            except BlobTooLarge:
+                if room < MAX_PART_BYTES:
+                    raise InvalidRequest(
+                        f"The part would take Upload {upload_id} past the {upload.bytes:,} bytes it was "
+                        "created for.",
+                        param="data",
+                        code="invalid_value",
+                    ) from None
+                raise _too_large(MAX_PART_BYTES, "An Upload part", "data") from None
+            except PayloadTooLarge:
                 raise _too_large(MAX_PART_BYTES, "An Upload part", "data") from None
         if staged is None:
             raise InvalidRequest(

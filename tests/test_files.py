@@ -382,6 +382,9 @@ def test_cancel_leaves_no_blocks_and_wrong_sizes_are_refused(client: OpenAI, dev
     with pytest.raises(openai.BadRequestError) as caught:
         client.uploads.complete(upload.id, part_ids=["part_" + "A" * 24])
     assert error_of(caught.value)["param"] == "part_ids[0]"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.uploads.parts.create(upload.id, data=b"12345678")  # 3 + 8 > 10
+    assert error_of(caught.value)["param"] == "data"
     rows = file_rows(devhost)
     cancelled = client.uploads.cancel(upload.id)
     assert cancelled.status == "cancelled"
