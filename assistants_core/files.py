@@ -81,6 +81,22 @@ def not_found(file_id: str) -> NotFound:
     return NotFound(f"No such File object: {file_id}", param="id")
 
 
+def _missing(name: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+    )
+
+
+def _unknown(name: str) -> InvalidRequest:
+    return InvalidRequest(f"Unknown parameter: '{name[:64]}'.", param=name[:64], code="unknown_parameter")
+
+
+def _twice(name: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"The '{name}' field is given more than once.", param=name, code="duplicate_parameter"
+    )
+
+
 def _check_filename(filename: str | None, param: str) -> str:
     if not filename:
         raise InvalidRequest(f"The '{param}' part has no filename.", param=param, code="invalid_value")
@@ -101,9 +117,7 @@ def _check_filename(filename: str | None, param: str) -> str:
 
 def _check_purpose(purpose: str | None) -> str:
     if purpose is None:
-        raise InvalidRequest(
-            "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
-        )
+        raise _missing("purpose")
     if purpose not in UPLOAD_PURPOSES:
         supported = ", ".join(f"'{p}'" for p in UPLOAD_PURPOSES)
         raise InvalidRequest(
@@ -163,17 +177,9 @@ class Files:
         try:
             for part in reader.parts():
                 if part.name not in _FILE_FIELDS:
-                    raise InvalidRequest(
-                        f"Unknown parameter: '{part.name[:64]}'.",
-                        param=part.name[:64],
-                        code="unknown_parameter",
-                    )
+                    raise _unknown(part.name)
                 if part.name in fields or (part.name == "file" and file is not None):
-                    raise InvalidRequest(
-                        f"The '{part.name}' field is given more than once.",
-                        param=part.name,
-                        code="duplicate_parameter",
-                    )
+                    raise _twice(part.name)
                 if part.name == "file":
                     filename = _check_filename(part.filename, "file")
                     file = (filename, self._write(file_id, part))
@@ -183,9 +189,7 @@ class Files:
                         _check_purpose(fields["purpose"])
             purpose = _check_purpose(fields.get("purpose"))
             if file is None:
-                raise InvalidRequest(
-                    "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
-                )
+                raise _missing("file")
             filename, size = file
             if size == 0:
                 raise InvalidRequest("The file is empty.", param="file", code="empty_file")
@@ -343,13 +347,9 @@ class Files:
         staged: tuple[int, int] | None = None
         for part in Reader(body, boundary_of(content_type)).parts():
             if part.name != "data":
-                raise InvalidRequest(
-                    f"Unknown parameter: '{part.name[:64]}'.", param=part.name[:64], code="unknown_parameter"
-                )
+                raise _unknown(part.name)
             if staged is not None:
-                raise InvalidRequest(
-                    "The 'data' field is given more than once.", param="data", code="duplicate_parameter"
-                )
+                raise _twice("data")
             try:
                 staged = self.store.blobs().stage(file_id, part_id, part.chunks(), min(room, MAX_PART_BYTES))
             except BlobTooLarge:
@@ -364,9 +364,7 @@ class Files:
             except PayloadTooLarge:
                 raise _too_large(MAX_PART_BYTES, "An Upload part", "data") from None
         if staged is None:
-            raise InvalidRequest(
-                "Missing required parameter: 'data'.", param="data", code="missing_required_parameter"
-            )
+            raise _missing("data")
         self.store.uploads().add_part(upload_id, part_id, *staged)
         # Cancelled, expired or completed while the part was arriving: its blocks must not stay.
         ended, _, _ = self._upload(upload_id)
