@@ -46,6 +46,7 @@ MAX_PART_BYTES = 64 * 1024 * 1024  # an Upload part, as OpenAI (and the Python S
 MAX_PART_REQUEST_BYTES = MAX_PART_BYTES + 64 * 1024  # the part and its multipart envelope
 MAX_FILENAME = 255
 UPLOAD_SECONDS = 3600  # an Upload expires an hour after it is created, as OpenAI's
+UPLOAD_KEPT_SECONDS = 3600  # and its rows are removed an hour after that
 _FIELD_BYTES = 1024
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 _FILE_FIELDS = ("file", "purpose", "expires_after[anchor]", "expires_after[seconds]")
@@ -432,7 +433,6 @@ class Files:
             if settled.status != "completed":
                 raise
             return settled
-        self.store.uploads().pending.remove(upload.expires_at, upload_id)
         return completed
 
     def cancel(self, upload_id: str) -> Upload:
@@ -444,7 +444,6 @@ class Files:
         ended = upload.model_copy(update={"status": status})
         self.store.uploads().replace(upload.id, record, ended.model_dump_json().encode())
         self.store.blobs().discard(file_id)
-        self.store.uploads().pending.remove(upload.expires_at, upload.id)
         return ended
 
     def _expire(self, upload_id: str) -> Upload | None:
@@ -453,13 +452,13 @@ class Files:
             return None
         upload = Upload.model_validate_json(found.record.document)
         if upload.status != "pending":
-            self.store.uploads().pending.remove(upload.expires_at, upload_id)
             return upload
         return self._end(upload, found.file_id, found.record, "expired")
 
     def sweep(self, now: int | None = None) -> None:
         """Delete the files past their `expires_at`; expire the Uploads past their hour (status
-        `expired`, their staged blocks gone)."""
+        `expired`, their staged blocks gone); an hour later, remove every Upload's rows, however
+        it ended (until then a retried call still finds it)."""
         now = ids.unix_seconds() if now is None else now
         for file_id, expires_at in list(self.store.file_expiries().due(now)):
             try:
@@ -470,12 +469,23 @@ class Files:
                 log.warning(
                     "could not delete expired file %s; the next sweep tries again", file_id, exc_info=True
                 )
-        for upload_id, _ in list(self.store.uploads().pending.due(now)):
+        uploads = self.store.uploads()
+        for upload_id, expires_at in list(uploads.pending.due(now)):
             try:
                 self._expire(upload_id)
+                uploads.finished.add(expires_at + UPLOAD_KEPT_SECONDS, upload_id)
+                uploads.pending.remove(expires_at, upload_id)
             except Exception:
                 log.warning(
                     "could not expire upload %s; the next sweep tries again", upload_id, exc_info=True
+                )
+        for upload_id, purge_at in list(uploads.finished.due(now)):
+            try:
+                uploads.purge(upload_id)
+                uploads.finished.remove(purge_at, upload_id)
+            except Exception:
+                log.warning(
+                    "could not remove upload %s; the next sweep tries again", upload_id, exc_info=True
                 )
 
 

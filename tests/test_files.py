@@ -438,6 +438,17 @@ def test_uploads_and_files_expire(client: OpenAI, devhost: DevHost) -> None:
         client.uploads.parts.create(upload.id, data=b"more")
     assert "expired" in error_of(caught.value)["message"]
     assert uncommitted(devhost, found.file_id) == 0
+    # An hour later every row of it is gone, as are those of an Upload completed meanwhile.
+    done = client.uploads.create(bytes=1, filename="d.txt", mime_type="text/plain", purpose="assistants")
+    done = client.uploads.complete(done.id, part_ids=[client.uploads.parts.create(done.id, data=b"d").id])
+    Files(store).sweep(now=done.expires_at + 1)
+    assert stored_rows(devhost.storage, devhost.table_prefix + "uploads", upload.id) > 0
+    Files(store).sweep(now=done.expires_at + 3600)
+    for gone in (upload.id, done.id):
+        assert stored_rows(devhost.storage, devhost.table_prefix + "uploads", gone) == 0
+        with pytest.raises(openai.NotFoundError):
+            client.uploads.cancel(gone)
+    assert done.file is not None and client.files.retrieve(done.file.id).bytes == 1
 
     # A file's expires_after: deleted by the sweeper once its time has come, blob and row.
     file = client.files.create(

@@ -9,7 +9,8 @@ that a list by purpose reads its own index. Each Upload has a partition of its o
     p<part key>    one part: its size and how many blocks it staged (`bytes`, `blocks`)
 
 and while it is pending, a row in the `pending` partition keyed by its expiry time
-(`<expires_at>:<upload id>`), so the sweeper finds expired Uploads with one range query. Files
+(`<expires_at>:<upload id>`), so the sweeper finds expired Uploads with one range query; once
+past it, a row in `finished` keyed by when its rows are to be removed. Files
 given an `expires_after` have the same kind of row in the `expiring` partition of `files`.
 """
 
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from azure.data.tables import TableClient, TransactionOperation
 
 from .. import ids
-from .rows import Partition, Record, translated_errors
+from .rows import TRANSACTION_OPERATIONS, Partition, Record, translated_errors
 
 PENDING = "pending"
+FINISHED = "finished"
 EXPIRING = "expiring"
 UPLOAD_KEY = "u"
 PART = "p"
@@ -67,6 +69,7 @@ class Uploads:
     def __init__(self, table: TableClient) -> None:
         self._table = table
         self.pending = Expiries(table, PENDING)
+        self.finished = Expiries(table, FINISHED)
 
     def _partition(self, upload_id: str) -> Partition:
         return Partition(self._table, upload_id)
@@ -98,3 +101,15 @@ class Uploads:
         with translated_errors(self._table):
             rows = partition.query(PART, PART + "~", 1000, select=["id", "bytes", "blocks"])
             return {str(row["id"]): (int(row["bytes"]), int(row["blocks"])) for row in rows}
+
+    def purge(self, upload_id: str) -> None:
+        """Every row of the Upload gone."""
+        partition = self._partition(upload_id)
+        with translated_errors(self._table):
+            keys = [str(row["RowKey"]) for row in partition.query("", "~", 1000, select=["RowKey"])]
+        for start in range(0, len(keys), TRANSACTION_OPERATIONS):
+            deletes = [
+                (TransactionOperation.DELETE, partition.row(k))
+                for k in keys[start : start + TRANSACTION_OPERATIONS]
+            ]
+            partition.submit(deletes)
