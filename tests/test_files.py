@@ -621,3 +621,21 @@ def test_the_reader_skips_a_part_left_unread_and_refuses_a_truncated_body() -> N
     with pytest.raises(InvalidRequest):
         for part in Reader(iter([body[:-20]]), b"b0undary").parts():
             b"".join(part.chunks())
+
+
+def test_a_run_whose_image_was_deleted_fails_saying_so(client: OpenAI, model: ModelServer) -> None:
+    assistant = client.beta.assistants.create(model="gpt-test")
+    image = client.files.create(file=("gone.webp", b"RIFF0000WEBP"), purpose="vision")
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": [{"type": "image_file", "image_file": {"file_id": image.id}}]}]
+    )
+    client.files.delete(image.id)
+    before = len(model.requests)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "invalid_prompt"
+    assert (
+        run.last_error.message
+        == f"The image file {image.id} in message {run.last_error.message.split()[-4]} no longer exists."
+    )
+    assert len(model.requests) == before
