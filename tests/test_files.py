@@ -634,8 +634,5 @@ def test_a_run_whose_image_was_deleted_fails_saying_so(client: OpenAI, model: Mo
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "invalid_prompt"
-    assert (
-        run.last_error.message
-        == f"The image file {image.id} in message {run.last_error.message.split()[-4]} no longer exists."
-    )
+    assert image.id in run.last_error.message and "no longer exists" in run.last_error.message
     assert len(model.requests) == before
