@@ -10,6 +10,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from assistants_core import endpoints
+from assistants_core.files import MAX_PART_REQUEST_BYTES, MAX_REQUEST_BYTES
 from assistants_core.http import Api
 from assistants_core.routing import ALL_METHODS, FunctionApp
 
@@ -130,6 +131,51 @@ async def list_run_steps(req: Request) -> Response:
 @app.route(route="threads/{thread_id}/runs/{run_id}/steps/{step_id}", methods=["GET"])
 async def retrieve_run_step(req: Request) -> Response:
     return await api.handle(req, endpoints.retrieve_run_step)
+
+
+@app.route(route="files", methods=["POST"])
+async def create_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_file, streamed_up_to=MAX_REQUEST_BYTES)
+
+
+@app.route(route="files", methods=["GET"])
+async def list_files(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_files)
+
+
+@app.route(route="files/{file_id}", methods=["GET"])
+async def retrieve_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_file)
+
+
+@app.route(route="files/{file_id}", methods=["DELETE"])
+async def delete_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_file)
+
+
+@app.route(route="files/{file_id}/content", methods=["GET"])
+async def retrieve_file_content(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_file_content)
+
+
+@app.route(route="uploads", methods=["POST"])
+async def create_upload(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_upload)
+
+
+@app.route(route="uploads/{upload_id}/parts", methods=["POST"])
+async def add_upload_part(req: Request) -> Response:
+    return await api.handle(req, endpoints.add_upload_part, streamed_up_to=MAX_PART_REQUEST_BYTES)
+
+
+@app.route(route="uploads/{upload_id}/complete", methods=["POST"])
+async def complete_upload(req: Request) -> Response:
+    return await api.handle(req, endpoints.complete_upload)
+
+
+@app.route(route="uploads/{upload_id}/cancel", methods=["POST"])
+async def cancel_upload(req: Request) -> Response:
+    return await api.handle(req, endpoints.cancel_upload)
 
 
 # --- background work -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import ids
 from .errors import InvalidRequest
 from .executor import EventStream
+from .files import Download
 from .http import Call
 from .models import (
     Assistant,
@@ -20,6 +21,7 @@ from .models import (
     Thread,
     ThreadDeleted,
 )
+from .models.file import CompleteUploadRequest, CreateUploadRequest, File, FileDeleted, Upload, UploadPart
 from .models.run import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -149,6 +151,48 @@ def list_run_steps(call: Call) -> ListPage[RunStep]:
 def retrieve_run_step(call: Call) -> RunStep:
     _include(call)
     return call.service.runs.retrieve_step(call.path("thread_id"), call.path("run_id"), call.path("step_id"))
+
+
+# --- files and uploads -----------------------------------------------------------------------
+
+
+def create_file(call: Call) -> File:
+    return call.service.files.create(call.headers.get("content-type", ""), call.stream)
+
+
+def list_files(call: Call) -> ListPage[File]:
+    purpose = call.params.get("purpose")
+    return call.service.files.list(ListQuery.from_params(call.params, ids.FILE), purpose)
+
+
+def retrieve_file(call: Call) -> File:
+    return call.service.files.retrieve(call.path("file_id"))
+
+
+def delete_file(call: Call) -> FileDeleted:
+    return call.service.files.delete(call.path("file_id"))
+
+
+def retrieve_file_content(call: Call) -> Download:
+    return call.service.files.content(call.path("file_id"), call.headers.get("range"))
+
+
+def create_upload(call: Call) -> Upload:
+    return call.service.files.create_upload(CreateUploadRequest.parse(call.json()))
+
+
+def add_upload_part(call: Call) -> UploadPart:
+    content_type = call.headers.get("content-type", "")
+    return call.service.files.add_part(call.path("upload_id"), content_type, call.stream)
+
+
+def complete_upload(call: Call) -> Upload:
+    request = CompleteUploadRequest.parse(call.json())
+    return call.service.files.complete(call.path("upload_id"), request)
+
+
+def cancel_upload(call: Call) -> Upload:
+    return call.service.files.cancel(call.path("upload_id"))
 
 
 def _include(call: Call) -> None:

@@ -20,7 +20,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -44,6 +44,7 @@ from .errors import (
     UnsupportedApiVersion,
 )
 from .executor import EventStream
+from .files import Download
 from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store
@@ -72,6 +73,7 @@ API_VERSIONS = frozenset(
 )
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+STREAM_GATHER_BYTES = 1024 * 1024
 # Endpoints run on a few threads per core. Storage calls wait on I/O, but the storage SDK's own
 # Python is most of a request's CPU: with many threads at it, the event loop's thread rarely gets
 # the interpreter lock and every stream and response stalls (make bench: 200 clients on 2 cores
@@ -79,6 +81,9 @@ MAX_JSON_DEPTH = 64
 BLOCKING_THREADS = 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
 
 _blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="blocking")
+# Uploads wait on the client and on storage for as long as their bytes take: threads of their
+# own, so that a few large uploads never hold up the short requests.
+_transfers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="transfer")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -100,6 +105,9 @@ class Call:
     route: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     response_headers: dict[str, str] = field(default_factory=dict)  # what the endpoint adds
+    headers: Mapping[str, str] = field(default_factory=dict)  # lowercase names
+    # A streamed request's body (uploads), read as the endpoint goes; `body` is then empty.
+    stream: Iterator[bytes] = field(default_factory=lambda: iter(()))
 
     @property
     def params(self) -> Mapping[str, str]:
@@ -144,7 +152,7 @@ class Call:
         return value
 
 
-Endpoint = Callable[[Call], BaseModel | EventStream]
+Endpoint = Callable[[Call], BaseModel | EventStream | Download]
 
 
 class Api:
@@ -159,7 +167,7 @@ class Api:
             ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
         )
         self._service = Service(store, backend)
-        self.worker = Worker(store, self._service.runs)
+        self.worker = Worker(store, self._service.runs, self._service.files)
 
     @classmethod
     def from_environment(cls) -> Api:
@@ -169,7 +177,11 @@ class Api:
         telemetry.configure()
         return api
 
-    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+    async def handle(
+        self, request: Request, endpoint: Endpoint, streamed_up_to: int | None = None
+    ) -> Response:
+        """`streamed_up_to`, if given, hands the endpoint the body as it arrives (`Call.stream`),
+        up to that many bytes (then a 413), on a thread of its own."""
         request_id = "req_" + secrets.token_hex(16)
         telemetry.tag_request(request_id)
         started = time.perf_counter()
@@ -177,10 +189,23 @@ class Api:
         try:
             self._admit(request)
             query = tuple(request.query_params.multi_items())
-            call = Call(self._service, query, dict(request.path_params), await _body(request))
-            result = await run_blocking(endpoint, call)
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            if streamed_up_to is None:
+                call = Call(
+                    self._service, query, dict(request.path_params), await _body(request), headers=headers
+                )
+                result = await run_blocking(endpoint, call)
+            else:
+                stream = _streamed(request, streamed_up_to)
+                call = Call(self._service, query, dict(request.path_params), headers=headers, stream=stream)
+                context = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(
+                    _transfers, functools.partial(context.run, endpoint, call)
+                )
             if isinstance(result, EventStream):
                 response = _event_stream(result, self._heartbeat)
+            elif isinstance(result, Download):
+                response = StreamingResponse(result.chunks, status_code=result.status, headers=result.headers)
             else:
                 response = _json_response(200, result.model_dump_json().encode(), call.response_headers)
         except ApiError as error:
@@ -235,10 +260,52 @@ class Api:
         return matched
 
 
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The request body is larger than this service's limit of {MAX_BODY_BYTES:,} bytes."
-    )
+def _too_large(limit: int = MAX_BODY_BYTES) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than this service's limit of {limit:,} bytes.")
+
+
+def _streamed(request: Request, limit: int) -> Iterator[bytes]:
+    """The body as a blocking iterator for a thread off the event loop: each chunk awaited on
+    the loop as the reader asks for it; a 413 once past `limit`, a 400 if the client goes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    loop = asyncio.get_running_loop()
+    source = request.stream().__aiter__()
+
+    ended = False
+
+    async def following() -> bytes | None:
+        """What has arrived, up to STREAM_GATHER_BYTES: one thread hop per that many bytes,
+        not one per network read (about 64 KiB)."""
+        nonlocal ended
+        gathered: list[bytes] = []
+        size = 0
+        while not ended and size < STREAM_GATHER_BYTES:
+            try:
+                chunk = await source.__anext__()
+            except StopAsyncIteration:
+                ended = True
+                break
+            gathered.append(chunk)
+            size += len(chunk)
+        return b"".join(gathered) if gathered else None
+
+    def chunks() -> Iterator[bytes]:
+        size = 0
+        while True:
+            try:
+                chunk = asyncio.run_coroutine_threadsafe(following(), loop).result()
+            except ClientDisconnect:
+                raise InvalidRequest("The client went away before the request body was complete.") from None
+            if chunk is None:
+                return
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            yield chunk
+
+    return chunks()
 
 
 async def _body(request: Request) -> bytes:

@@ -28,6 +28,11 @@ MESSAGE = "msg"
 RUN = "run"
 STEP = "step"
 CALL = "call"
+FILE = "file"  # OpenAI's file ids read `file-...`, and clients match on that prefix
+UPLOAD = "upload"
+PART = "part"
+_DASHED = frozenset({FILE})
+_HEAD = re.compile(r"[a-z]+[_-]")
 _SEQUENCE_DIGITS = 8  # 62**8 messages in one thread
 
 
@@ -65,29 +70,39 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
+def _joined(prefix: str, body: str) -> str:
+    return f"{prefix}{'-' if prefix in _DASHED else '_'}{body}"
+
+
+def _split(value: str) -> tuple[str, str]:
+    """(the prefix with its separator, the body)."""
+    head = _HEAD.match(value)
+    return (head.group(), value[head.end() :]) if head else ("", value)
+
+
 def random_id(prefix: str) -> str:
     """An id with no order to it (a tool call the model gave no id)."""
-    return f"{prefix}_{_random(BODY_LENGTH)}"
+    return _joined(prefix, _random(BODY_LENGTH))
 
 
 def new_id(prefix: str) -> tuple[str, int]:
     """A fresh id and its creation time in Unix seconds."""
     micros = clock.tick()
     return (
-        f"{prefix}_{_base62(micros, _CLOCK_DIGITS)}{_random(BODY_LENGTH - _CLOCK_DIGITS)}",
+        _joined(prefix, _base62(micros, _CLOCK_DIGITS) + _random(BODY_LENGTH - _CLOCK_DIGITS)),
         micros // 1_000_000,
     )
 
 
 def sequential_id(prefix: str, number: int) -> str:
     """An id that sorts by `number` among ids made this way (a thread's messages)."""
-    return f"{prefix}_{_base62(number, _SEQUENCE_DIGITS)}{_random(BODY_LENGTH - _SEQUENCE_DIGITS)}"
+    return _joined(prefix, _base62(number, _SEQUENCE_DIGITS) + _random(BODY_LENGTH - _SEQUENCE_DIGITS))
 
 
 def is_valid(prefix: str, value: str) -> bool:
     """Whether `value` has the exact shape of an id with this prefix (checked before any storage use)."""
-    head, _, body = value.partition("_")
-    return head == prefix and _BODY.fullmatch(body) is not None
+    head, body = _split(value)
+    return head == _joined(prefix, "") and _BODY.fullmatch(body) is not None
 
 
 _ANY_BODY = re.compile(r"[0-9A-Za-z]{1,64}")
@@ -96,13 +111,13 @@ _ANY_BODY = re.compile(r"[0-9A-Za-z]{1,64}")
 def is_well_formed(prefix: str, value: str) -> bool:
     """Whether `value` looks like an id of this kind from any Assistants API (`run_abc123`), so
     that a filter by it answers a list, empty for an id this service never made."""
-    head, _, body = value.partition("_")
-    return head == prefix and _ANY_BODY.fullmatch(body) is not None
+    head, body = _split(value)
+    return head == _joined(prefix, "") and _ANY_BODY.fullmatch(body) is not None
 
 
 def sort_key(value: str) -> str:
     """The part of a valid id that orders it."""
-    return value.partition("_")[2]
+    return _split(value)[1]
 
 
 def inverted(key: str) -> str:

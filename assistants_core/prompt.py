@@ -11,17 +11,34 @@ Earlier runs' tool calls are not replayed: what they led to is in the messages t
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .models import Message
-from .models.message import ImageURLContentBlock, TextContentBlock
+from .models.message import ImageFileContentBlock, ImageURLContentBlock, TextContentBlock
 from .models.run import FunctionToolCall, FunctionToolChoice, Run
 from .models.tools import ResponseFormatJsonObject, ResponseFormatJsonSchema
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4
+IMAGE_TOKENS = 765  # what OpenAI charges a high-detail 1024x1024 image; an estimate like the rest
+# What chat-completions models take: these types, each image at most 20 MB (OpenAI's limits).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_PROMPT_IMAGE_BYTES = 50 * 1024 * 1024  # all of a request's images, as base64 (OpenAI's 50 MB)
+
+# How a run reads the image behind an `image_file` part: (bytes, media type), or None for a file
+# that no longer exists; an oversized one raises. Set by the service (`read_images_with`), since
+# the model cannot reach this service's blobs: images go to it inline, as data: URLs.
+ImageReader = Callable[[str, int], "tuple[bytes, str] | None"]
+_read_image: ImageReader | None = None
+
+
+def read_images_with(reader: ImageReader) -> None:
+    global _read_image
+    _read_image = reader
 
 
 class Unservable(Exception):
@@ -33,10 +50,16 @@ class TooLong(Exception):
 
 
 def estimate(messages: Iterable[dict[str, Any]]) -> int:
-    return sum(
-        len(json.dumps(m.get("content") or m.get("tool_calls") or "")) // CHARS_PER_TOKEN + MESSAGE_OVERHEAD
-        for m in messages
-    )
+    return sum(_tokens(m.get("content") or m.get("tool_calls") or "") + MESSAGE_OVERHEAD for m in messages)
+
+
+def _tokens(content: Any) -> int:
+    """Text by its length; an image (whose data: URL would count as megabytes of text) as one image."""
+    if isinstance(content, list) and any(
+        isinstance(p, dict) and p.get("type") == "image_url" for p in content
+    ):
+        return sum(IMAGE_TOKENS if p.get("type") == "image_url" else _tokens(p) for p in content)
+    return len(json.dumps(content)) // CHARS_PER_TOKEN
 
 
 def system_message(run: Run) -> list[dict[str, Any]]:
@@ -55,14 +78,44 @@ def chat_message(message: Message) -> dict[str, Any]:
             parts.append({"type": "text", "text": part.text.value})
         elif isinstance(part, ImageURLContentBlock) and message.role == "user":
             parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
-        elif not isinstance(part, ImageURLContentBlock):
-            raise Unservable(
-                f"Message {message.id} has an image_file part: files cannot be given to the model yet "
-                "(use an image_url part instead)."
-            )
+        elif isinstance(part, ImageFileContentBlock) and message.role == "user":
+            url = _data_url(message.id, part.image_file.file_id)
+            parts.append({"type": "image_url", "image_url": {"url": url, "detail": part.image_file.detail}})
     if message.role == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": message.role, "content": "".join(p.get("text", "") for p in parts)}
     return {"role": message.role, "content": parts}
+
+
+def _inline_image_bytes(chat: dict[str, Any]) -> int:
+    content = chat.get("content")
+    if not isinstance(content, list):
+        return 0
+    urls = [p["image_url"]["url"] for p in content if p.get("type") == "image_url"]
+    return sum(len(url) for url in urls if url.startswith("data:"))
+
+
+def _data_url(message_id: str, file_id: str) -> str:
+    """The image as a base64 data: URL, or Unservable saying why it cannot go to the model."""
+    from .storage.blobs import BlobTooLarge
+
+    if _read_image is None:
+        raise Unservable(f"Message {message_id} has an image_file part, and this process cannot read files.")
+    try:
+        image = _read_image(file_id, MAX_IMAGE_BYTES)
+    except BlobTooLarge:
+        raise Unservable(
+            f"The image file {file_id} in message {message_id} is larger than the {MAX_IMAGE_BYTES:,} bytes "
+            "a model takes per image."
+        ) from None
+    if image is None:
+        raise Unservable(f"The image file {file_id} in message {message_id} no longer exists.")
+    data, media_type = image
+    if media_type not in IMAGE_TYPES:
+        raise Unservable(
+            f"The file {file_id} in message {message_id} is not an image the model takes "
+            f"({media_type}; PNG, JPEG, GIF and WebP are)."
+        )
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
 def tool_turn(calls: list[FunctionToolCall]) -> list[dict[str, Any]]:
@@ -90,7 +143,7 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
     (estimated tokens, after the system message and the run's own turns) holds."""
     kept: list[dict[str, Any]] = []
     limit = run.truncation_strategy.last_messages if run.truncation_strategy.type == "last_messages" else None
-    used = 0
+    used = images = 0
     if budget <= 0:
         raise TooLong()
     for message in newest_first:
@@ -102,6 +155,12 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
             if not kept:
                 raise TooLong()
             break
+        images += _inline_image_bytes(chat)
+        if images > MAX_PROMPT_IMAGE_BYTES:
+            raise Unservable(
+                f"The thread's images take more than the {MAX_PROMPT_IMAGE_BYTES:,} bytes a model takes in "
+                f"one request (as base64), counting back to message {message.id}."
+            )
         kept.append(chat)
         used += cost
     kept.reverse()

@@ -106,6 +106,8 @@ class Runs:
     def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
         assistant = self._assistant(request.assistant_id)
+        if request.thread is not None:
+            self._service.files.require(request.thread.file_references("thread"))
         new = NewThread.of(request.thread or CreateThreadRequest.parse({}), "thread")
         thread = new.thread
         run_id = ids.sequential_id(ids.RUN, len(new.messages))

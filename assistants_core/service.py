@@ -7,11 +7,12 @@ redo the change, so concurrent writers never lose each other's fields.
 
 from __future__ import annotations
 
-from . import ids
+from . import ids, prompt
 from .backend import ModelBackend
 from .documents import NewThread, document, optimistically
 from .errors import NotFound
 from .executor import Executor
+from .files import Files
 from .models import (
     Assistant,
     AssistantDeleted,
@@ -34,6 +35,8 @@ from .storage import Collection, OwnerGone, Record, Store, next_message
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
+        self.files = Files(store)
+        prompt.read_images_with(self.files.image)
         self.runs = Runs(store, Executor(store, backend), self)
 
     # --- assistants -------------------------------------------------------------------------
@@ -81,6 +84,7 @@ class Service:
     # --- threads ----------------------------------------------------------------------------
 
     def create_thread(self, request: CreateThreadRequest) -> Thread:
+        self.files.require(request.file_references())
         new = NewThread.of(request)
         self._store.threads().create(new.thread.id, new.document, new.messages)
         return new.thread
@@ -114,6 +118,8 @@ class Service:
     # --- messages ---------------------------------------------------------------------------
 
     def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
+        self.files.require(request.file_references())
+
         def attempt() -> Message:  # a conflict means another message took this number
             thread = self.thread_record(thread_id)
             self.runs.check_unlocked(

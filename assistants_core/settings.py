@@ -15,6 +15,8 @@ RUNS_QUEUE = "ASSISTANTS_RUNS_QUEUE"
 # The queue trigger's connection is named after the storage setting, so that locally the one
 # connection string serves tables and queues; in Azure the identity-based form applies.
 QUEUE_SERVICE_URL = STORAGE_CONNECTION_STRING + "__queueServiceUri"
+# Files' bytes, in Azure: the blob endpoint (else derived from the account URL's table endpoint).
+BLOB_SERVICE_URL = STORAGE_CONNECTION_STRING + "__blobServiceUri"
 MODEL_BASE_URL = "ASSISTANTS_MODEL_BASE_URL"
 MODEL_API_KEY = "ASSISTANTS_MODEL_API_KEY"
 RUN_EXPIRY_SECONDS = "ASSISTANTS_RUN_EXPIRY_SECONDS"
@@ -40,6 +42,7 @@ class Settings:
     table_prefix: str = ""
     runs_queue: str = "runs"
     queue_service_url: str | None = None
+    blob_service_url: str | None = None
     model_base_url: str | None = None
     model_api_key: str | None = None
     run_expiry_seconds: int = 600
@@ -108,6 +111,7 @@ class Settings:
             table_prefix=prefix,
             runs_queue=queue,
             queue_service_url=env.get(QUEUE_SERVICE_URL, "").strip() or None,
+            blob_service_url=env.get(BLOB_SERVICE_URL, "").strip() or None,
             model_base_url=env.get(MODEL_BASE_URL, "").strip() or None,
             model_api_key=env.get(MODEL_API_KEY, "").strip() or None,
             run_expiry_seconds=int(expiry),

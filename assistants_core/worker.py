@@ -6,6 +6,7 @@ import logging
 import time
 
 from .executor import Executor
+from .files import Files
 from .runs import Runs
 from .storage import StorageUnavailable, Store
 from .storage.queue import read_message
@@ -19,10 +20,11 @@ REQUEUE_AFTER_SECONDS = 60
 
 
 class Worker:
-    def __init__(self, store: Store, runs: Runs) -> None:
+    def __init__(self, store: Store, runs: Runs, files: Files | None = None) -> None:
         self._store = store
         self._runs = runs
         self._executor: Executor = runs.executor
+        self._files = files or Files(store)  # the service's, so that its deletion hooks run
 
     def execute(self, body: bytes, dequeue_count: int | None) -> None:
         """Drive the run a queue message names. A failure is raised, so that the host delivers
@@ -46,7 +48,12 @@ class Worker:
 
     def sweep(self) -> None:
         """End the runs that must end now (past their deadline, their executor lost), send again
-        the runs queued too long, and forget the runs that have ended."""
+        the runs queued too long, and forget the runs that have ended; expire the Uploads past
+        their hour."""
+        try:
+            self._files.sweep()
+        except StorageUnavailable:
+            log.warning("sweeper could not reach storage for uploads; it tries again on its next round")
         active = self._store.active_runs()
         for thread_id, run_id in list(active):
             try:

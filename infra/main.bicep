@@ -78,6 +78,7 @@ var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var apiKeysSecretName = 'assistants-api-keys'
 var runsQueueName = 'runs'
+var filesContainerName = 'files' // the app's own name for it (ASSISTANTS_TABLE_PREFIX is unset in Azure)
 var createModel = empty(modelBaseUrl)
 var modelAccountName = 'oai-${resourceToken}'
 var modelApiKeySecretName = 'assistants-model-api-key'
@@ -119,6 +120,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     runsQueueName: runsQueueName
+    filesContainerName: filesContainerName
   }
 }
 
@@ -158,6 +160,7 @@ module roles 'modules/roles.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
     storageAccountName: storage.outputs.name
+    filesContainerName: filesContainerName
     keyVaultName: vault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     modelAccountName: modelAccountName

@@ -22,6 +22,7 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 ROLE = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
     "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
@@ -184,6 +185,7 @@ def test_the_runs_queue_connection_is_by_identity_in_azure_and_a_string_locally(
     connection = {k: v for k, v in settings.items() if k.startswith(RUNS_CONNECTION)}
     assert {k: dotted(v) for k, v in connection.items()} == {
         f"{RUNS_CONNECTION}__queueServiceUri": "storage.properties.primaryEndpoints.queue",
+        f"{RUNS_CONNECTION}__blobServiceUri": "storage.properties.primaryEndpoints.blob",  # files
         f"{RUNS_CONNECTION}__credential": "managedidentity",
         f"{RUNS_CONNECTION}__clientId": "identityClientId",
     }  # and no plain value, which the host would take for a connection string
@@ -246,8 +248,18 @@ def test_storage_takes_no_keys_and_hosts_the_deployment_container() -> None:
     assert account["allowSharedKeyAccess"] is False
     assert account["allowBlobPublicAccess"] is False
     assert account["minimumTlsVersion"] == "TLS1_2"
-    container = only("modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert container["name"] == "deploymentContainerName"
+    containers = resources(
+        "modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers"
+    )
+    assert sorted(c["name"] for c in containers) == ["deploymentContainerName", "filesContainerName"]
+    assert all(c["properties"]["publicAccess"] == "None" for c in containers)
+    assert parsed("main.bicep")["variables"]["filesContainerName"]["value"] == "files"
+
+
+def test_the_app_reaches_files_blobs_by_identity() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    blob = settings[f"{RUNS_CONNECTION}__blobServiceUri"]
+    assert dotted(blob) == "storage.properties.primaryEndpoints.blob"
 
 
 def test_key_vault_uses_rbac_and_holds_the_keys() -> None:
@@ -266,7 +278,7 @@ def test_application_insights_takes_only_entra_id_ingestion() -> None:
     assert insights["WorkspaceResourceId"]
 
 
-def test_the_identity_has_exactly_the_eight_roles() -> None:
+def test_the_identity_has_exactly_the_nine_roles() -> None:
     variables = {k: v["value"] for k, v in parsed("modules/roles.bicep")["variables"].items()}
     granted: dict[str, str] = {}
     for assignment in resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments"):
@@ -285,11 +297,12 @@ def test_the_identity_has_exactly_the_eight_roles() -> None:
             assert role not in granted
             granted[role] = assignment["scope"]
     assert (
-        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 10
+        len(resources("modules/roles.bicep", "Microsoft.Authorization/roleAssignments")) == 11
     )  # + 2 for the user
     assert granted == {
         ROLE["Storage Table Data Contributor"]: "storage",
         ROLE["Storage Blob Data Owner"]: "storage",
+        ROLE["Storage Blob Data Contributor"]: "filesContainer",
         ROLE["Storage Queue Data Reader"]: "storage",
         ROLE["Storage Queue Data Message Processor"]: "storage",
         ROLE["Storage Queue Data Message Sender"]: "storage",

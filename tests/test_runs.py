@@ -3,6 +3,7 @@ the queue trigger against the scripted model server, which records what the mode
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -150,8 +151,8 @@ def test_run_settings_reach_the_model(client: OpenAI, model: ModelServer) -> Non
     assert texts == ["one", "two", "three", "four", "{}"]
 
 
-def test_image_url_parts_are_sent_and_image_files_fail_the_run(client: OpenAI, model: ModelServer) -> None:
-    model.script(text("A cat."))
+def test_image_url_and_image_file_parts_are_sent(client: OpenAI, model: ModelServer) -> None:
+    model.script(text("A cat."), text("A dot."))
     assistant_id = assistant(client)
     image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}}
     thread_id = client.beta.threads.create(
@@ -162,13 +163,32 @@ def test_image_url_parts_are_sent_and_image_files_fail_the_run(client: OpenAI, m
     ).status == ("completed")
     assert model.last_request().messages[1]["content"] == [{"type": "text", "text": "What is it?"}, image]
 
+    # The model cannot reach the service's blobs: the image goes inline, as a data: URL.
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    file_id = client.files.create(file=("dot.png", png, "application/octet-stream"), purpose="vision").id
     client.beta.threads.messages.create(
-        thread_id, role="user", content=[{"type": "image_file", "image_file": {"file_id": "file-abc"}}]
+        thread_id,
+        role="user",
+        content=[{"type": "image_file", "image_file": {"file_id": file_id, "detail": "high"}}],
+    )
+    assert (
+        client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant_id).status
+        == "completed"
+    )
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert model.last_request().messages[-1]["content"] == [
+        {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
+    ]
+
+    # A file that is not an image the model takes fails the run, saying why, before any model call.
+    text_file = client.files.create(file=("notes.txt", b"hello"), purpose="vision").id
+    client.beta.threads.messages.create(
+        thread_id, role="user", content=[{"type": "image_file", "image_file": {"file_id": text_file}}]
     )
     before = len(model.requests)
     run = client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant_id)
     assert run.status == "failed" and run.last_error is not None
-    assert run.last_error.code == "invalid_prompt" and "image_file" in run.last_error.message
+    assert run.last_error.code == "invalid_prompt" and "not an image" in run.last_error.message
     assert len(model.requests) == before  # nothing was dropped silently and sent without it
     assert run.usage is not None and run.usage.total_tokens == 0
 
@@ -177,7 +197,7 @@ def test_image_url_parts_are_sent_and_image_files_fail_the_run(client: OpenAI, m
         attached,
         role="user",
         content="See the file.",
-        attachments=[{"file_id": "file-abc", "tools": [{"type": "file_search"}]}],
+        attachments=[{"file_id": text_file, "tools": [{"type": "file_search"}]}],
     )
     run = client.beta.threads.runs.create_and_poll(thread_id=attached, assistant_id=assistant_id)
     assert run.status == "failed" and run.last_error is not None

@@ -142,20 +142,23 @@ def test_thread_modify_and_delete(client: OpenAI) -> None:
 
 def test_content_parts_round_trip(client: OpenAI, http: httpx.Client) -> None:
     thread = client.beta.threads.create()
+    first, second = (
+        client.files.create(file=(n, b"\x89PNG"), purpose="vision").id for n in ("a.png", "b.png")
+    )
     parts: list[Any] = [
         {"type": "text", "text": "Look at these"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
-        {"type": "image_file", "image_file": {"file_id": "file-123", "detail": "high"}},
-        {"type": "image_file", "image_file": {"file_id": "file-456"}},
+        {"type": "image_file", "image_file": {"file_id": first, "detail": "high"}},
+        {"type": "image_file", "image_file": {"file_id": second}},
     ]
     created = client.beta.threads.messages.create(thread.id, role="user", content=parts)
     expected = [
         {"type": "text", "text": {"value": "Look at these", "annotations": []}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
-        {"type": "image_file", "image_file": {"file_id": "file-123", "detail": "high"}},
-        {"type": "image_file", "image_file": {"file_id": "file-456", "detail": "auto"}},
+        {"type": "image_file", "image_file": {"file_id": first, "detail": "high"}},
+        {"type": "image_file", "image_file": {"file_id": second, "detail": "auto"}},
     ]
     assert http.get(f"/threads/{thread.id}/messages/{created.id}").json()["content"] == expected
     assert client.beta.threads.messages.list(thread.id).data[0].model_dump()["content"] == expected

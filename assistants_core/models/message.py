@@ -126,6 +126,18 @@ class CreateMessageRequest(RequestModel):
     attachments: list[Attachment] | None = None
     metadata: Metadata | None = None
 
+    def file_references(self, within: str = "") -> list[tuple[str, str]]:
+        """(where in the body, file id) of every file the message names."""
+        prefix = f"{within}." if within else ""
+        found: list[tuple[str, str]] = []
+        if isinstance(self.content, list):
+            for n, part in enumerate(self.content):
+                if isinstance(part, ImageFileContentBlock):
+                    found.append((f"{prefix}content[{n}].image_file.file_id", part.image_file.file_id))
+        for n, attachment in enumerate(self.attachments or []):
+            found.append((f"{prefix}attachments[{n}].file_id", attachment.file_id))
+        return found
+
     def to_message(self, message_id: str, thread_id: str, created_at: int) -> Message:
         """The message this body creates: text becomes text parts with no annotations."""
         parts = [self.content] if isinstance(self.content, str) else self.content

@@ -32,6 +32,15 @@ class ModifyThreadRequest(RequestModel):
 class CreateThreadRequest(ModifyThreadRequest):
     messages: Annotated[list[CreateMessageRequest] | None, NotNull] = None
 
+    def file_references(self, within: str = "") -> list[tuple[str, str]]:
+        """(where in the body, file id) of every file its messages name."""
+        prefix = f"{within}." if within else ""
+        return [
+            reference
+            for n, message in enumerate(self.messages or [])
+            for reference in message.file_references(f"{prefix}messages[{n}]")
+        ]
+
     def thread_fields(self) -> dict[str, object]:
         """What the body sets on the thread itself (its messages aside)."""
         return {name: value for name, value in self.given().items() if name != "messages"}

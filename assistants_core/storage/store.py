@@ -16,7 +16,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..settings import ConfigurationError, Settings
+from .blobs import READ_BYTES, Blobs
 from .collection import Collection
+from .files import EXPIRING, Expiries, Uploads
 from .rows import translated_errors
 from .runs import ActiveRuns
 from .threads import Threads
@@ -77,6 +79,26 @@ def table_service(settings: Settings, **options: Any) -> TableServiceClient:
     raise ConfigurationError("No storage is configured: give an account URL or a connection string.")
 
 
+def blob_container(settings: Settings, name: str, **options: Any) -> Any:
+    """The blob container the settings reach, as `table_service` reaches tables (the blob
+    service's address, in Azure, from its own setting or else the table endpoint's)."""
+    from azure.storage.blob import BlobServiceClient  # imported by the first file request
+
+    options.setdefault("transport", transport())
+    # A download asks storage for this much at a time: what it holds in memory, whatever the size.
+    options.update(max_single_get_size=READ_BYTES, max_chunk_get_size=READ_BYTES)
+    if settings.storage_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        url = settings.blob_service_url or settings.storage_account_url.replace(".table.", ".blob.", 1)
+        service = BlobServiceClient(url, credential=DefaultAzureCredential(), **options)
+    elif settings.storage_connection_string:
+        service = BlobServiceClient.from_connection_string(settings.storage_connection_string, **options)
+    else:
+        raise ConfigurationError("No storage is configured: give an account URL or a connection string.")
+    return service.get_container_client(name)
+
+
 class Store:
     """Tables are created on first use, once per process.
 
@@ -91,6 +113,7 @@ class Store:
         self._service: TableServiceClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
+        self._blobs: Blobs | None = None
 
     def assistants(self) -> Collection:
         return Collection(self._table("assistants"), partition="assistants")
@@ -100,6 +123,22 @@ class Store:
 
     def active_runs(self) -> ActiveRuns:
         return ActiveRuns(self._table("threads"))
+
+    def files(self) -> Collection:
+        return Collection(self._table("files"), partition="files")
+
+    def file_expiries(self) -> Expiries:
+        return Expiries(self._table("files"), EXPIRING)
+
+    def uploads(self) -> Uploads:
+        return Uploads(self._table("uploads"))
+
+    def blobs(self) -> Blobs:
+        """The files' bytes; the container is named like the tables (`<prefix>files`, lowercased)."""
+        if self._blobs is None:
+            name = (self.settings.table_prefix + "files").lower()
+            self._blobs = Blobs(blob_container(self.settings, name, **self._options))
+        return self._blobs
 
     def _table(self, name: str) -> TableClient:
         full_name = self.settings.table_prefix + name

@@ -115,6 +115,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       // No plain ASSISTANTS_STORAGE_CONNECTION_STRING here: a plain value is read as a connection
       // string, and this account takes no keys.
       ASSISTANTS_STORAGE_CONNECTION_STRING__queueServiceUri: storage.properties.primaryEndpoints.queue
+      // Files' bytes, by the same identity.
+      ASSISTANTS_STORAGE_CONNECTION_STRING__blobServiceUri: storage.properties.primaryEndpoints.blob
       ASSISTANTS_STORAGE_CONNECTION_STRING__credential: 'managedidentity'
       ASSISTANTS_STORAGE_CONNECTION_STRING__clientId: identityClientId
       ASSISTANTS_API_KEYS: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${apiKeysSecretName})'

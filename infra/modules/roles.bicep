@@ -3,6 +3,9 @@
 param identityPrincipalId string
 param userPrincipalId string
 param storageAccountName string
+
+@description('The container of uploaded files (storage.bicep).')
+param filesContainerName string
 param keyVaultName string
 param applicationInsightsName string
 
@@ -14,6 +17,7 @@ param grantModelAccount bool
 
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataReader = '19e7f393-937e-4f77-808e-94535e297925'
 var storageQueueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
@@ -24,6 +28,10 @@ var cognitiveServicesOpenAIUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource filesContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${storageAccountName}/default/${filesContainerName}'
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -55,6 +63,19 @@ resource appBlobData 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Files: their blobs written, read and deleted, in their own container. The Files API needs this
+// alone; it is granted on the container itself so that it holds even if the account-wide Owner
+// above, which the Functions host needs, is ever narrowed.
+resource appFilesData 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(filesContainer.id, identityPrincipalId, storageBlobDataContributor)
+  scope: filesContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -1,5 +1,5 @@
-// One account: the tables that hold assistants, threads and messages, the queue that carries
-// runs to the worker, the Functions host's own storage, and the container Flex Consumption
+// One account: the tables that hold assistants, threads, messages and files' metadata, the
+// container of files' bytes, the queue that carries runs to the worker, the Functions host's own storage, and the container Flex Consumption
 // deploys the app from. No account keys: every client signs in with Entra ID.
 param name string
 param location string
@@ -8,6 +8,9 @@ param deploymentContainerName string
 
 @description('The queue that carries runs to the worker (app setting ASSISTANTS_RUNS_QUEUE).')
 param runsQueueName string
+
+@description('The container that holds uploaded files, one blob per file (the app names it "files").')
+param filesContainerName string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -39,6 +42,16 @@ resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
 resource deployments 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobs
   name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Files' bytes. The app's identity may read and write blobs here (roles.bicep) but not create
+// containers, so it exists from the start.
+resource files 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: filesContainerName
   properties: {
     publicAccess: 'None'
   }
