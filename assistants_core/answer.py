@@ -1,34 +1,32 @@
 """One model call's answer as it streams: its text and tool calls gathered, and the deltas that
 show them to a stream, at the indexes the stored message and step will use.
 
-Tool calls are shown as they arrive, in a `tool_calls` step that is announced in the stream
-(`thread.run.step.created`) and stored with the write that follows the answer: asking for
-outputs when the answer is whole, or the run's end when it is cut short, which stores the step
-with the calls' ids and names but none of their (cut) arguments.
+Tool calls are shown as they arrive (each as its tool's shape has it: see `tools`), in a
+`tool_calls` step that is announced in the stream (`thread.run.step.created`) and stored with the
+write that follows the answer: the calls asked for or executed when the answer is whole, or the
+run's end when it is cut short, which stores the step with the calls' ids and names but none of
+their (cut) arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import ids
 from .backend import ToolCallFragment
 from .models.run import (
-    FunctionCallWithOutput,
-    FunctionDelta,
-    FunctionHeaderDelta,
-    FunctionToolCall,
     MessageDelta,
     MessageDeltaContent,
     RunStepDelta,
     StepDeltaContent,
+    StepToolCall,
     TextDelta,
     TextDeltaBlock,
-    ToolCallDelta,
-    ToolCallHeaderDelta,
     ToolCallsDeltaDetails,
     Usage,
 )
+from .tools import CallDelta, Shape
 
 
 @dataclass
@@ -42,6 +40,7 @@ class _Call:
 class Answer:
     """What one model call has produced so far."""
 
+    shape: Callable[[str], Shape]  # how a call to a tool of that name streams and is stored
     text: str = ""
     reason: str = "stop"
     usage: Usage | None = None
@@ -57,42 +56,38 @@ class Answer:
         block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=[] if first else None))
         return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
 
-    def add_call(self, fragment: ToolCallFragment) -> list[ToolCallHeaderDelta | ToolCallDelta]:
+    def add_call(self, fragment: ToolCallFragment) -> list[CallDelta]:
         """The fragment gathered; the deltas that show it, once its call has a name (a call is
         shown from its first named fragment on, with an id of its own if the model gave none)."""
         call = self._calls.setdefault(fragment.index, _Call())
         call.id = call.id or (fragment.id or "")
         call.name = call.name or (fragment.name or "")
         call.arguments += fragment.arguments
+        shape = self.shape(call.name)
         if fragment.index in self._shown:
             if not fragment.arguments:
                 return []
-            index = self._shown.index(fragment.index)
-            return [ToolCallDelta(index=index, function=FunctionDelta(arguments=fragment.arguments))]
+            return shape.arguments(self._shown.index(fragment.index), fragment.arguments, call.arguments)
         if not call.name:
             return []
         call.id = call.id or ids.random_id(ids.CALL)
         self._shown.append(fragment.index)
         index = len(self._shown) - 1
-        deltas: list[ToolCallHeaderDelta | ToolCallDelta] = [
-            ToolCallHeaderDelta(index=index, id=call.id, function=FunctionHeaderDelta(name=call.name))
-        ]
+        deltas = [shape.header(index, call.id, call.name)]
         if call.arguments:
-            deltas.append(ToolCallDelta(index=index, function=FunctionDelta(arguments=call.arguments)))
+            deltas += shape.arguments(index, call.arguments, call.arguments)
         return deltas
 
-    def calls(self, cut: bool = False) -> list[FunctionToolCall]:
-        """The calls shown, in their step's order; `cut`, without their arguments."""
+    def calls(self, cut: bool = False) -> list[StepToolCall]:
+        """The calls shown, in their step's order, as the step stores them; `cut`, without their
+        arguments."""
         return [
-            FunctionToolCall(
-                id=call.id,
-                function=FunctionCallWithOutput(name=call.name, arguments="" if cut else call.arguments),
-            )
+            self.shape(call.name).call(call.id, call.name, None if cut else call.arguments)
             for call in (self._calls[index] for index in self._shown)
         ]
 
 
-def step_delta(step_id: str, calls: list[ToolCallHeaderDelta | ToolCallDelta]) -> RunStepDelta:
+def step_delta(step_id: str, calls: list[CallDelta]) -> RunStepDelta:
     return RunStepDelta(
         id=step_id, delta=StepDeltaContent(step_details=ToolCallsDeltaDetails(tool_calls=calls))
     )

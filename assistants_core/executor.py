@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from . import ids, prompt
+from . import conversation, ids, prompt
 from .answer import Answer, step_delta
 from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
 from .beside import beside
@@ -41,24 +41,22 @@ from .models import Message
 from .models.base import WireModel
 from .models.message import Text, TextContentBlock
 from .models.run import (
-    FunctionCall,
-    FunctionCallWithOutput,
+    FunctionToolCall,
     IncompleteDetails,
     LastError,
     MessageCreation,
     MessageCreationDetails,
-    RequiredAction,
-    RequiredActionToolCall,
     Run,
     RunStep,
     StepDetails,
     StepError,
     StepStatus,
-    SubmitToolOutputsAction,
     ToolCallsDetails,
     ToolOutput,
     Usage,
 )
+from .models.thread import Thread
+from .models.tool_calls import STORED, CodeInterpreterToolCall, FileSearchToolCall
 from .storage import (
     Batch,
     Collection,
@@ -69,6 +67,7 @@ from .storage import (
     ThreadRuns,
     next_message,
 )
+from .tools import RunTools, Toolbox, ToolFailure, function
 
 log = logging.getLogger("assistants.runs")
 
@@ -79,7 +78,6 @@ LOOK_SECONDS = 5  # how often an executor reads its run itself while the model a
 # A run past its deadline whose executor holds it is left to that executor this long, so that it
 # ends the run itself, with what the model wrote so far (it looks every CANCEL_CHECK_SECONDS).
 EXPIRY_GRACE_SECONDS = 5
-HISTORY_PAGE = 100  # messages read at a time for a prompt
 MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
 DEFAULT_CONTEXT_TOKENS = 128_000
 LOST = "The run's worker stopped before the run finished."
@@ -126,6 +124,7 @@ class Execution(WireModel):
     open_step: str | None = None
     open_message: str | None = None
     pending_usage: Usage | None = None  # of the completion that asked for the pending tool calls
+    search_content: bool = False  # file_search results' content shown in the run's events
 
 
 class StoredRun(WireModel):
@@ -146,7 +145,7 @@ def stored(record: Record) -> StoredRun:
 
 
 def _json(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
+    return model.model_dump_json(context=STORED).encode()
 
 
 class RunGone(Exception):
@@ -170,21 +169,12 @@ class _Held:
     record: Record
     state: StoredRun
     thread: Record | None = None
-    reads: _PromptReads | None = None
+    reads: conversation.Reads | None = None
     answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
 
     @property
     def run(self) -> Run:
         return self.state.run
-
-
-@dataclass(frozen=True)
-class _PromptReads:
-    """The thread's row (for the message an answer adds) and the newest page of its history,
-    being read."""
-
-    thread: Future[Record | None]
-    newest: Future[tuple[list[bytes], bool]]
 
 
 @dataclass(frozen=True)
@@ -230,11 +220,16 @@ class _Closing:
 
 class Executor:
     def __init__(
-        self, store: Store, backend: ModelBackend | None, context_tokens: int = DEFAULT_CONTEXT_TOKENS
+        self,
+        store: Store,
+        backend: ModelBackend | None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        tools: Toolbox | None = None,
     ) -> None:
         self._store = store
         self.backend = backend
         self._context_tokens = context_tokens
+        self.tools = tools or Toolbox()
         self._cancels = CancelWatch(store.active_runs, CANCEL_CHECK_SECONDS)
 
     # --- driving ----------------------------------------------------------------------------
@@ -267,7 +262,8 @@ class Executor:
                 return
             if held.run.status != "queued":
                 return
-            reads = self._prompt_reads(held)  # beside the claim, which they do not depend on
+            # beside the claim, which they do not depend on
+            reads = conversation.Reads.start(self._store, held.runs, held.run.thread_id)
             owner = secrets.token_hex(8)
             self._write(held, lambda s: _claim(s, owner))
         held.reads = reads
@@ -299,7 +295,7 @@ class Executor:
         if body is None:
             yield from self._end(held, "incomplete", reason="max_prompt_tokens")
             return
-        held.answer = answer = Answer()
+        held.answer = answer = Answer(self.tools.shape)
         try:
             yield from self._call(held, body, answer)
         except ModelError as exc:
@@ -317,16 +313,17 @@ class Executor:
         """The next model call's request (the claim counted it), or None if the prompt budget
         cannot hold even the newest message."""
         run, execution = held.run, held.state.execution
-        turns = self._turns(held)
+        turns = conversation.turns(held.runs, run.id) if execution.steps else []
         fixed = prompt.system_message(run) + turns
         budget = self._context_tokens
         if run.max_prompt_tokens is not None:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
         reads, held.reads = held.reads, None
         if reads is None:
-            reads = self._prompt_reads(held)
+            reads = conversation.Reads.start(self._store, held.runs, run.thread_id)
+        earlier = conversation.history(held.runs, run.id, reads.newest)
         try:
-            history = prompt.fit(self._history(held, reads.newest), run, budget - prompt.estimate(fixed))
+            history = prompt.fit(earlier, run, budget - prompt.estimate(fixed))
         except prompt.TooLong:
             return None
         finally:
@@ -335,70 +332,25 @@ class Executor:
         if run.max_completion_tokens is not None:
             completion_budget = run.max_completion_tokens - execution.completion_tokens
         messages = prompt.system_message(run) + history + turns
-        return prompt.request_body(run, messages, execution.calls == 1, completion_budget)
+        builtins = self.tools.offered(self._run_tools(held)) if run.tools else {}
+        return prompt.request_body(run, messages, execution.calls == 1, completion_budget, builtins)
 
-    def _prompt_reads(self, held: _Held) -> _PromptReads:
-        """The thread's row and the newest page of its history, read side by side."""
-        return _PromptReads(
-            beside(self._store.threads().get, held.run.thread_id), beside(_newest_page, held.runs)
-        )
-
-    def _history(self, held: _Held, newest: Future[tuple[list[bytes], bool]]) -> Iterator[Message]:
-        """The thread's messages from before the run, newest first, read a page at a time (the
-        first, `newest`, already under way)."""
-        after: str | None = None
-        while True:
-            if after is None:
-                documents, more = newest.result()
-            else:
-                documents, more = held.runs.messages.page("desc", HISTORY_PAGE, after, None)
-            for doc in documents:
-                message = Message.model_validate_json(doc)
-                if message.run_id != held.run.id:
-                    yield message
-            if not more or not documents:
-                return
-            after = Message.model_validate_json(documents[-1]).id
-
-    def _turns(self, held: _Held) -> list[dict[str, object]]:
-        """The run's own earlier turns, in order: its messages and its answered tool calls."""
-        if held.state.execution.steps == 0:
-            return []
-        steps, _ = held.runs.steps(held.run.id).page("asc", 100, None, None)
-        turns: list[dict[str, object]] = []
-        for doc in steps:
-            step = RunStep.model_validate_json(doc)
-            details = step.step_details
-            if isinstance(details, ToolCallsDetails):
-                turns += prompt.tool_turn(details.tool_calls)
-            else:
-                record = held.runs.messages.get(details.message_creation.message_id, for_write=True)
-                if record is not None:
-                    turns.append(prompt.chat_message(Message.model_validate_json(record.document)))
-        return turns
+    def _run_tools(self, held: _Held, check: Callable[[], None] | None = None) -> RunTools:
+        thread = Thread.model_validate_json(self._thread(held).document)
+        return RunTools(held.run, thread.tool_resources, check or (lambda: None))
 
     def _call(self, held: _Held, body: dict[str, object], answer: Answer) -> Iterator[Event]:
         """One model call: text and tool-call deltas as they come."""
         assert self.backend is not None
         stream = self.backend.stream(dict(body))
         with closing(stream), self._cancels.watching(held.run.id):
-            checked = looked = renewed = time.monotonic()
+            vigil = self._vigil(held)
             while True:
                 try:
                     fragment = stream.next(timeout=CANCEL_CHECK_SECONDS)
                 except StopIteration:
                     return
-                now = time.monotonic()
-                if now - checked >= CANCEL_CHECK_SECONDS:
-                    checked = now
-                    if time.time() >= (held.run.expires_at or 0):
-                        raise _Expired()
-                    if self._cancels.asked(held.run.id) or now - looked >= LOOK_SECONDS:
-                        looked = now
-                        self._through_blips(held, lambda: self._check(held))
-                if now - renewed >= RENEW_SECONDS:
-                    renewed = now
-                    self._through_blips(held, lambda: self._write(held, _renew))
+                vigil()
                 if isinstance(fragment, TextFragment):
                     if held.state.execution.open_message is None:
                         yield from self._open_message(held)
@@ -416,6 +368,29 @@ class Executor:
                         yield Event("thread.run.step.delta", step_delta(answer.step_id, deltas))
                 elif isinstance(fragment, Finished):
                     answer.reason, answer.usage = fragment.reason, fragment.usage
+
+    def _vigil(self, held: _Held) -> Callable[[], None]:
+        """What keeps watch while the model answers or a tool works, called often: raises
+        _Expired past the run's deadline, _Cancelled once it is being cancelled (looked for at
+        most every CANCEL_CHECK_SECONDS), and renews the lease every RENEW_SECONDS. Must be
+        called within `self._cancels.watching(run id)`."""
+        checked = looked = renewed = time.monotonic()
+
+        def keep() -> None:
+            nonlocal checked, looked, renewed
+            now = time.monotonic()
+            if now - checked >= CANCEL_CHECK_SECONDS:
+                checked = now
+                if time.time() >= (held.run.expires_at or 0):
+                    raise _Expired()
+                if self._cancels.asked(held.run.id) or now - looked >= LOOK_SECONDS:
+                    looked = now
+                    self._through_blips(held, lambda: self._check(held))
+            if now - renewed >= RENEW_SECONDS:
+                renewed = now
+                self._through_blips(held, lambda: self._write(held, _renew))
+
+        return keep
 
     def _through_blips(self, held: _Held, step: Callable[[], None]) -> None:
         """A look for a cancel, or a lease renewal, that storage could not serve: let go while
@@ -523,7 +498,7 @@ class Executor:
             error = LastError(code="invalid_prompt", message=_FILTERED)
             yield from self._end(held, "failed", error, written=written, charge=charge)
         elif asks:
-            yield from self._ask_for_outputs(held, answer, usage, charge, written)
+            yield from self._take_calls(held, answer, usage, charge, written)
         else:
             yield from self._end(held, "completed", written=written, charge=charge)
 
@@ -540,7 +515,7 @@ class Executor:
         )
         return step, message
 
-    def _ask_for_outputs(
+    def _take_calls(
         self,
         held: _Held,
         answer: Answer,
@@ -548,31 +523,25 @@ class Executor:
         charge: Callable[[StoredRun], None],
         written: _Written,
     ) -> Iterator[Event]:
-        """The message written before the calls, if one was, finished; the tool_calls step shown
-        while the calls streamed stored (in progress until the outputs come), and requires_action:
-        in one write."""
+        """The message written before the calls, if one was, finished and the tool_calls step
+        shown while the calls streamed stored, in one write: with requires_action if the calls
+        are all the client's functions; else the built-in ones are executed next (`_execute`)."""
         number = answer.step_number
         assert number is not None
         calls = answer.calls()
-        closing = _Closing()
         step = self._step(held, number, ToolCallsDetails(tool_calls=calls), answer.step_id)
-        action = RequiredAction(
-            submit_tool_outputs=SubmitToolOutputsAction(
-                tool_calls=[
-                    RequiredActionToolCall(
-                        id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
-                    )
-                    for c in calls
-                ]
-            )
-        )
+        functions = [c for c in calls if isinstance(c, FunctionToolCall)]
+        builtin = len(functions) < len(calls)
+        closing = _Closing()
 
         def change(state: StoredRun) -> None:
             charge(state)
             state.execution.steps = max(state.execution.steps, number + 1)
             state.execution.open_step, state.execution.open_message = step.id, None
-            state.execution.pending_usage = usage
-            state.run.status, state.run.required_action = "requires_action", action
+            if builtin:
+                _renew(state)
+            else:
+                _ask_for(state, functions, usage)
 
         def extra(batch: Batch) -> None:
             nonlocal closing
@@ -581,8 +550,60 @@ class Executor:
             batch.insert(held.runs.steps(held.run.id), step.id, _json(step))
 
         self._write(held, change, extra)
+        held.answer = None  # its calls are stored: an end from now on closes their step
         yield from closing.events
-        yield Event("thread.run.requires_action", held.run)
+        if builtin:
+            yield from self._execute(held, step, usage)
+        else:
+            yield Event("thread.run.requires_action", held.run)
+
+    def _execute(self, held: _Held, step: RunStep, usage: Usage) -> Iterator[Event]:
+        """The step's built-in calls executed, with their deltas; then, in one write, the step
+        completed and the run on to its next model call, or requires_action for the client's
+        functions among the calls. A tool that fails ends the run failed."""
+        details = step.step_details
+        assert isinstance(details, ToolCallsDetails)
+        with self._cancels.watching(held.run.id):
+            tools = self._run_tools(held, self._vigil(held))
+            for position, call in enumerate(details.tool_calls):
+                tool = None if isinstance(call, FunctionToolCall) else self.tools.by_kind(call.type)
+                if tool is None or isinstance(call, FunctionToolCall):
+                    continue
+                try:
+                    for item in tool.execute(tools, call):
+                        if isinstance(item, FileSearchToolCall | CodeInterpreterToolCall):
+                            details.tool_calls[position] = item  # the call, executed
+                        else:
+                            yield Event("thread.run.step.delta", step_delta(step.id, [item]))
+                except ToolFailure as exc:
+                    error = LastError(code="server_error", message=str(exc))
+                    yield from self._end(held, "failed", error)
+                    return
+        functions = [c for c in details.tool_calls if isinstance(c, FunctionToolCall)]
+        if not functions:
+            step.status, step.completed_at, step.usage = "completed", ids.unix_seconds(), usage
+
+        def change(state: StoredRun) -> None:
+            if functions:
+                _ask_for(state, functions, usage)
+            else:  # on to the next model call, counted as a claim counts it
+                state.execution.open_step = None
+                state.execution.calls += 1
+                _renew(state)
+
+        def extra(batch: Batch) -> None:
+            steps = held.runs.steps(held.run.id)
+            record = steps.get(step.id, for_write=True)  # read again for a write redone
+            if record is None:
+                raise RunGone()
+            batch.replace(steps, step.id, record, _json(step))
+
+        self._write(held, change, extra)
+        if functions:
+            yield Event("thread.run.requires_action", held.run)
+            return
+        yield Event("thread.run.step.completed", _shown(step, held.state.execution))
+        yield from self._loop(held)
 
     # --- ends -------------------------------------------------------------------------------
 
@@ -736,11 +757,6 @@ class Executor:
         run = held.run
         if run.status != "requires_action" or run.required_action is None:
             raise InvalidRequest(f'Runs in status "{run.status}" do not accept tool outputs.')
-        expected = [c.id for c in run.required_action.submit_tool_outputs.tool_calls]
-        given = [o.tool_call_id for o in outputs]
-        if sorted(expected) != sorted(given):
-            raise InvalidRequest(f"Expected tool outputs for call_ids {expected}, got {given}")
-        by_id = {o.tool_call_id: o.output for o in outputs}
         step_id = held.state.execution.open_step
         assert step_id is not None
         step_record = held.runs.steps(run_id).get(step_id, for_write=True)
@@ -748,14 +764,8 @@ class Executor:
             raise RunGone()
         step = RunStep.model_validate_json(step_record.document)
         assert isinstance(step.step_details, ToolCallsDetails)
-        step.step_details.tool_calls = [
-            c.model_copy(
-                update={
-                    "function": FunctionCallWithOutput(**{**c.function.model_dump(), "output": by_id[c.id]})
-                }
-            )
-            for c in step.step_details.tool_calls
-        ]
+        calls = function.with_outputs(step.step_details.tool_calls, run.required_action, outputs)
+        step.step_details.tool_calls = calls
         step.status, step.completed_at = "completed", ids.unix_seconds()
         step.usage = held.state.execution.pending_usage or Usage()
 
@@ -858,16 +868,28 @@ def _claim(state: StoredRun, owner: str) -> None:
     state.execution.calls += 1
 
 
+def _ask_for(state: StoredRun, calls: list[FunctionToolCall], usage: Usage) -> None:
+    """requires_action: the client's function calls asked for."""
+    state.execution.pending_usage = usage
+    state.run.status, state.run.required_action = "requires_action", function.required_action(calls)
+
+
+def _shown(step: RunStep, execution: Execution) -> RunStep:
+    """The step as the run's events show it: file_search results without their content unless
+    the run was created asking for it."""
+    details = step.step_details
+    if execution.search_content or not isinstance(details, ToolCallsDetails):
+        return step
+    calls = [c.without_content() if isinstance(c, FileSearchToolCall) else c for c in details.tool_calls]
+    return step.model_copy(update={"step_details": ToolCallsDetails(tool_calls=calls)})
+
+
 def _renew(state: StoredRun) -> None:
     state.execution.lease_until = time.time() + LEASE_SECONDS
 
 
 def _mark_cancelling(state: StoredRun) -> None:
     state.run.status = "cancelling"
-
-
-def _newest_page(runs: ThreadRuns) -> tuple[list[bytes], bool]:
-    return runs.messages.page("desc", HISTORY_PAGE, None, None)
 
 
 def _logged(done: Future[None]) -> None:

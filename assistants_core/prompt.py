@@ -18,7 +18,7 @@ from typing import Any
 
 from .models import Message
 from .models.message import ImageFileContentBlock, ImageURLContentBlock, TextContentBlock
-from .models.run import FunctionToolCall, FunctionToolChoice, Run
+from .models.run import BuiltInToolChoice, FunctionToolCall, FunctionToolChoice, Run, StepToolCall
 from .models.tools import ResponseFormatJsonObject, ResponseFormatJsonSchema
 
 CHARS_PER_TOKEN = 4
@@ -118,24 +118,30 @@ def _data_url(message_id: str, file_id: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def tool_turn(calls: list[FunctionToolCall]) -> list[dict[str, Any]]:
-    """A tool_calls step and its outputs: the assistant's calls, then one tool message each."""
+def tool_turn(calls: list[StepToolCall]) -> list[dict[str, Any]]:
+    """A tool_calls step and its outputs: the assistant's calls, then one tool message each (a
+    built-in tool's as the model saw it: the function it called, the output it was given)."""
+    seen = [_as_function(call) for call in calls]
     turn: list[dict[str, Any]] = [
         {
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.function.name, "arguments": call.function.arguments},
-                }
-                for call in calls
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                for call_id, name, arguments, _ in seen
             ],
         }
     ]
-    turn += [{"role": "tool", "tool_call_id": c.id, "content": c.function.output or ""} for c in calls]
+    turn += [{"role": "tool", "tool_call_id": call_id, "content": output} for call_id, _, _, output in seen]
     return turn
+
+
+def _as_function(call: StepToolCall) -> tuple[str, str, str, str]:
+    if isinstance(call, FunctionToolCall):
+        return call.id, call.function.name, call.function.arguments, call.function.output or ""
+    turn = call.model_turn
+    assert turn is not None, "a built-in call replayed before it ran"
+    return call.id, turn.name, turn.arguments, turn.output
 
 
 def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str, Any]]:
@@ -168,11 +174,17 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
 
 
 def request_body(
-    run: Run, messages: list[dict[str, Any]], first_call: bool, completion_budget: int | None
+    run: Run,
+    messages: list[dict[str, Any]],
+    first_call: bool,
+    completion_budget: int | None,
+    builtins: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The chat-completions request for one model call of the run."""
+    """The chat-completions request for one model call of the run; `builtins`, the functions
+    offered for its built-in tools, by tool kind."""
     body: dict[str, Any] = {"model": run.model, "messages": messages}
-    tools = [tool.model_dump() for tool in run.function_tools()]
+    builtins = builtins or {}
+    tools = [tool.model_dump() for tool in run.function_tools()] + list(builtins.values())
     if tools:
         body["tools"] = tools
         body["parallel_tool_calls"] = run.parallel_tool_calls
@@ -181,6 +193,9 @@ def request_body(
         choice = run.tool_choice if first_call else "auto"
         if isinstance(choice, FunctionToolChoice):
             body["tool_choice"] = {"type": "function", "function": {"name": choice.function.name}}
+        elif isinstance(choice, BuiltInToolChoice) and choice.type in builtins:
+            forced = builtins[choice.type]["function"]["name"]
+            body["tool_choice"] = {"type": "function", "function": {"name": forced}}
         elif isinstance(choice, str):
             body["tool_choice"] = choice
     if isinstance(run.response_format, ResponseFormatJsonObject | ResponseFormatJsonSchema):

@@ -11,6 +11,12 @@ from .assistant import ReasoningEffort
 from .base import TAG, ApiObject, Metadata, NotNull, RequestModel, SparseModel, WireModel, by_type_among
 from .message import CreateMessageRequest
 from .thread import CreateThreadRequest
+from .tool_calls import (
+    CodeInterpreterCallDelta,
+    CodeInterpreterToolCall,
+    FileSearchCallDelta,
+    FileSearchToolCall,
+)
 from .tools import AssistantTool, FunctionTool, NotServedTool, ResponseFormat, ToolResources, not_served_tag
 
 MAX_RUN_TOOLS = 20
@@ -179,9 +185,14 @@ class FunctionToolCall(WireModel):
     function: FunctionCallWithOutput
 
 
+StepToolCall = Annotated[
+    FunctionToolCall | FileSearchToolCall | CodeInterpreterToolCall, Field(discriminator="type")
+]
+
+
 class ToolCallsDetails(WireModel):
     type: Literal["tool_calls"] = "tool_calls"
-    tool_calls: list[FunctionToolCall] = Field(default_factory=list)
+    tool_calls: list[StepToolCall] = Field(default_factory=list)
 
 
 StepDetails = Annotated[
@@ -319,7 +330,7 @@ class ToolCallHeaderDelta(WireModel):
 
 class ToolCallsDeltaDetails(WireModel):
     type: Literal["tool_calls"] = "tool_calls"
-    tool_calls: list[ToolCallHeaderDelta | ToolCallDelta]
+    tool_calls: list[ToolCallHeaderDelta | ToolCallDelta | FileSearchCallDelta | CodeInterpreterCallDelta]
 
 
 class StepDeltaContent(WireModel):
