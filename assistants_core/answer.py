@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import ids
 from .backend import ToolCallFragment
@@ -27,6 +28,7 @@ from .models.run import (
     Usage,
 )
 from .tools import CallDelta, Shape
+from .tools.file_search import Citations
 
 
 @dataclass
@@ -41,7 +43,9 @@ class Answer:
     """What one model call has produced so far."""
 
     shape: Callable[[str], Shape]  # how a call to a tool of that name streams and is stored
-    text: str = ""
+    citations: Citations | None = None  # the markers the text may cite the run's searches with
+    text: str = ""  # as sent
+    annotations: list[dict[str, Any]] = field(default_factory=list)  # as the message keeps them
     reason: str = "stop"
     usage: Usage | None = None
     # The tool_calls step shown in the stream, if one was: its number among the run's steps, its id.
@@ -50,10 +54,39 @@ class Answer:
     _calls: dict[int, _Call] = field(default_factory=dict)  # by the model's index
     _shown: list[int] = field(default_factory=list)  # the model's indexes, in the step's order
 
-    def add_text(self, text: str, message_id: str) -> MessageDelta:
+    def add_text(self, text: str, message_id: str) -> list[MessageDelta]:
+        """The deltas that send the text: as it comes, but a citation marker held back until
+        whole and sent as one delta with its annotation."""
+        pieces = self.citations.feed(text) if self.citations is not None else [(text, None)]
+        return [self._sent(piece, file_id, message_id) for piece, file_id in pieces]
+
+    def flush(self, message_id: str) -> list[MessageDelta]:
+        """The text held back at the end of the answer, if any."""
+        held = self.citations.flush() if self.citations is not None else ""
+        return [self._sent(held, None, message_id)] if held else []
+
+    def _sent(self, text: str, file_id: str | None, message_id: str) -> MessageDelta:
         first = not self.text
+        annotations: list[dict[str, Any]] = []
+        if file_id is not None:
+            start = len(self.text)  # in code points, as OpenAI counts them
+            cited = {
+                "type": "file_citation",
+                "text": text,
+                "start_index": start,
+                "end_index": start + len(text),
+            }
+            self.annotations.append({**cited, "file_citation": {"file_id": file_id}})
+            annotations.append(
+                {
+                    "index": len(self.annotations) - 1,
+                    **cited,
+                    "file_citation": {"file_id": file_id, "quote": ""},
+                }
+            )
         self.text += text
-        block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=[] if first else None))
+        shown = annotations if annotations or first else None  # a part's first delta: [] at least
+        block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=shown))
         return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
 
     def add_call(self, fragment: ToolCallFragment) -> list[CallDelta]:

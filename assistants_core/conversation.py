@@ -12,7 +12,7 @@ from typing import Any
 from . import prompt
 from .beside import beside
 from .models import Message
-from .models.run import RunStep, ToolCallsDetails
+from .models.run import RunStep, StepToolCall, ToolCallsDetails
 from .storage import Record, Store, ThreadRuns
 
 HISTORY_PAGE = 100  # messages read at a time
@@ -50,19 +50,22 @@ def history(runs: ThreadRuns, run_id: str, newest: Future[tuple[list[bytes], boo
         after = Message.model_validate_json(documents[-1]).id
 
 
-def turns(runs: ThreadRuns, run_id: str) -> list[dict[str, Any]]:
-    """The run's own earlier turns, in order: its messages and its answered tool calls."""
+def turns(runs: ThreadRuns, run_id: str) -> tuple[list[dict[str, Any]], list[StepToolCall]]:
+    """The run's own earlier turns, in order: its messages and its answered tool calls; and those
+    calls."""
     steps, _ = runs.steps(run_id).page("asc", MAX_STEPS, None, None)
     said: list[dict[str, Any]] = []
+    calls: list[StepToolCall] = []
     for doc in steps:
         details = RunStep.model_validate_json(doc).step_details
         if isinstance(details, ToolCallsDetails):
             said += prompt.tool_turn(details.tool_calls)
+            calls += details.tool_calls
         else:
             record = runs.messages.get(details.message_creation.message_id, for_write=True)
             if record is not None:
                 said.append(prompt.chat_message(Message.model_validate_json(record.document)))
-    return said
+    return said, calls
 
 
 def _newest_page(runs: ThreadRuns) -> tuple[list[bytes], bool]:

@@ -33,7 +33,7 @@ from .models.run import (
 from .pagination import ListPage, ListQuery, id_param
 from .runs import POLL_AFTER_MS
 
-# The one `include[]` value there is: file_search results' content (no file_search here yet).
+# The one `include[]` value there is: file_search results' content.
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
 
 # --- assistants ------------------------------------------------------------------------------
@@ -109,8 +109,9 @@ def delete_message(call: Call) -> MessageDeleted:
 
 
 def create_run(call: Call) -> Run | EventStream:
-    _include(call)
-    return call.service.runs.create(call.path("thread_id"), CreateRunRequest.parse(call.json()))
+    search_content = _include(call)
+    request = CreateRunRequest.parse(call.json())
+    return call.service.runs.create(call.path("thread_id"), request, search_content)
 
 
 def create_thread_and_run(call: Call) -> Run | EventStream:
@@ -143,14 +144,16 @@ def cancel_run(call: Call) -> Run:
 
 
 def list_run_steps(call: Call) -> ListPage[RunStep]:
-    _include(call)
+    search_content = _include(call)
     query = ListQuery.from_params(call.params, ids.STEP)
-    return call.service.runs.list_steps(call.path("thread_id"), call.path("run_id"), query)
+    page = call.service.runs.list_steps(call.path("thread_id"), call.path("run_id"), query)
+    return page.model_copy(update={"data": [step.shown(search_content) for step in page.data]})
 
 
 def retrieve_run_step(call: Call) -> RunStep:
-    _include(call)
-    return call.service.runs.retrieve_step(call.path("thread_id"), call.path("run_id"), call.path("step_id"))
+    search_content = _include(call)
+    thread_id, run_id, step_id = call.path("thread_id"), call.path("run_id"), call.path("step_id")
+    return call.service.runs.retrieve_step(thread_id, run_id, step_id).shown(search_content)
 
 
 # --- files and uploads -----------------------------------------------------------------------
@@ -195,7 +198,8 @@ def cancel_upload(call: Call) -> Upload:
     return call.service.files.cancel(call.path("upload_id"))
 
 
-def _include(call: Call) -> None:
+def _include(call: Call) -> bool:
+    """Whether the request asks for file_search results' content (the one `include[]` value)."""
     for value in call.param_values("include[]"):
         if value not in INCLUDABLE:
             raise InvalidRequest(
@@ -203,3 +207,4 @@ def _include(call: Call) -> None:
                 param="include[]",
                 code="invalid_value",
             )
+    return bool(call.param_values("include[]"))

@@ -68,6 +68,7 @@ from .storage import (
     next_message,
 )
 from .tools import RunTools, Toolbox, ToolFailure, function
+from .tools.file_search import Citations
 
 log = logging.getLogger("assistants.runs")
 
@@ -171,6 +172,7 @@ class _Held:
     thread: Record | None = None
     reads: conversation.Reads | None = None
     answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
+    citations: Citations | None = None  # what the run's searches gave its next answer to cite
 
     @property
     def run(self) -> Run:
@@ -295,7 +297,7 @@ class Executor:
         if body is None:
             yield from self._end(held, "incomplete", reason="max_prompt_tokens")
             return
-        held.answer = answer = Answer(self.tools.shape)
+        held.answer = answer = Answer(self.tools.shape, held.citations)
         try:
             yield from self._call(held, body, answer)
         except ModelError as exc:
@@ -313,7 +315,8 @@ class Executor:
         """The next model call's request (the claim counted it), or None if the prompt budget
         cannot hold even the newest message."""
         run, execution = held.run, held.state.execution
-        turns = conversation.turns(held.runs, run.id) if execution.steps else []
+        turns, calls = conversation.turns(held.runs, run.id) if execution.steps else ([], [])
+        held.citations = self.tools.citations(calls)
         fixed = prompt.system_message(run) + turns
         budget = self._context_tokens
         if run.max_prompt_tokens is not None:
@@ -335,9 +338,9 @@ class Executor:
         builtins = self.tools.offered(self._run_tools(held)) if run.tools else {}
         return prompt.request_body(run, messages, execution.calls == 1, completion_budget, builtins)
 
-    def _run_tools(self, held: _Held, check: Callable[[], None] | None = None) -> RunTools:
+    def _run_tools(self, held: _Held, step: int = 0, check: Callable[[], None] | None = None) -> RunTools:
         thread = Thread.model_validate_json(self._thread(held).document)
-        return RunTools(held.run, thread.tool_resources, check or (lambda: None))
+        return RunTools(held.run, thread.tool_resources, step, check or (lambda: None))
 
     def _call(self, held: _Held, body: dict[str, object], answer: Answer) -> Iterator[Event]:
         """One model call: text and tool-call deltas as they come."""
@@ -349,6 +352,9 @@ class Executor:
                 try:
                     fragment = stream.next(timeout=CANCEL_CHECK_SECONDS)
                 except StopIteration:
+                    message_id = held.state.execution.open_message
+                    for delta in answer.flush(message_id) if message_id else ():
+                        yield Event("thread.message.delta", delta)
                     return
                 vigil()
                 if isinstance(fragment, TextFragment):
@@ -356,7 +362,8 @@ class Executor:
                         yield from self._open_message(held)
                     message_id = held.state.execution.open_message
                     assert message_id is not None
-                    yield Event("thread.message.delta", answer.add_text(fragment.text, message_id))
+                    for delta in answer.add_text(fragment.text, message_id):
+                        yield Event("thread.message.delta", delta)
                 elif isinstance(fragment, ToolCallFragment):
                     deltas = answer.add_call(fragment)
                     if deltas:
@@ -553,18 +560,18 @@ class Executor:
         held.answer = None  # its calls are stored: an end from now on closes their step
         yield from closing.events
         if builtin:
-            yield from self._execute(held, step, usage)
+            yield from self._execute(held, step, number, usage)
         else:
             yield Event("thread.run.requires_action", held.run)
 
-    def _execute(self, held: _Held, step: RunStep, usage: Usage) -> Iterator[Event]:
+    def _execute(self, held: _Held, step: RunStep, number: int, usage: Usage) -> Iterator[Event]:
         """The step's built-in calls executed, with their deltas; then, in one write, the step
         completed and the run on to its next model call, or requires_action for the client's
         functions among the calls. A tool that fails ends the run failed."""
         details = step.step_details
         assert isinstance(details, ToolCallsDetails)
         with self._cancels.watching(held.run.id):
-            tools = self._run_tools(held, self._vigil(held))
+            tools = self._run_tools(held, number, self._vigil(held))
             for position, call in enumerate(details.tool_calls):
                 tool = None if isinstance(call, FunctionToolCall) else self.tools.by_kind(call.type)
                 if tool is None or isinstance(call, FunctionToolCall):
@@ -602,7 +609,7 @@ class Executor:
         if functions:
             yield Event("thread.run.requires_action", held.run)
             return
-        yield Event("thread.run.step.completed", _shown(step, held.state.execution))
+        yield Event("thread.run.step.completed", step.shown(held.state.execution.search_content))
         yield from self._loop(held)
 
     # --- ends -------------------------------------------------------------------------------
@@ -666,7 +673,8 @@ class Executor:
         if message_record is not None and execution.open_message:
             message = Message.model_validate_json(message_record.document)
             if written is not None and written.answer.text:
-                message.content = [TextContentBlock(type="text", text=Text(value=written.answer.text))]
+                text = Text(value=written.answer.text, annotations=written.answer.annotations)
+                message.content = [TextContentBlock(type="text", text=text)]
             if written is not None and written.reason is None:
                 message.status, message.completed_at = "completed", now
             else:
@@ -872,16 +880,6 @@ def _ask_for(state: StoredRun, calls: list[FunctionToolCall], usage: Usage) -> N
     """requires_action: the client's function calls asked for."""
     state.execution.pending_usage = usage
     state.run.status, state.run.required_action = "requires_action", function.required_action(calls)
-
-
-def _shown(step: RunStep, execution: Execution) -> RunStep:
-    """The step as the run's events show it: file_search results without their content unless
-    the run was created asking for it."""
-    details = step.step_details
-    if execution.search_content or not isinstance(details, ToolCallsDetails):
-        return step
-    calls = [c.without_content() if isinstance(c, FileSearchToolCall) else c for c in details.tool_calls]
-    return step.model_copy(update={"step_details": ToolCallsDetails(tool_calls=calls)})
 
 
 def _renew(state: StoredRun) -> None:

@@ -44,6 +44,7 @@ from .storage import (
     next_message,
 )
 from .storage.queue import RunQueue
+from .tools import Toolbox
 
 if TYPE_CHECKING:
     from .service import Service
@@ -69,7 +70,10 @@ class Runs:
 
     # --- creating ---------------------------------------------------------------------------
 
-    def create(self, thread_id: str, request: CreateRunRequest) -> Run | EventStream:
+    def create(
+        self, thread_id: str, request: CreateRunRequest, search_content: bool = False
+    ) -> Run | EventStream:
+        """`search_content`: the run's events show file_search results' content."""
         self._require_backend()
         finding = beside(self._assistant, request.assistant_id)  # read beside the thread's first read
         written: dict[str, Record] = {}
@@ -94,7 +98,7 @@ class Runs:
             number += len(request.additional_messages or [])
             run = self._new_run(assistant, request, thread_id, ids.sequential_id(ids.RUN, number), created_at)
             batch.add(runs.lock(thread, run.id, number + 1))
-            batch.insert(runs.runs, run.id, self._stored(run, request))
+            batch.insert(runs.runs, run.id, self._stored(run, request, search_content))
             indexing = self._index(thread_id, run.id)
             written.update(batch.commit())
             _indexed(indexing, run.id)
@@ -194,14 +198,17 @@ class Runs:
             run.truncation_strategy = request.truncation_strategy
         if request.tool_choice is not None:
             run.tool_choice = request.tool_choice
-        _check(run)
+        _check(run, self.executor.tools)
         return run
 
-    def _stored(self, run: Run, request: CreateRunRequest | CreateThreadAndRunRequest) -> bytes:
+    def _stored(
+        self, run: Run, request: CreateRunRequest | CreateThreadAndRunRequest, search_content: bool = False
+    ) -> bytes:
         """The new run as stored: queued for the queue trigger's executor, or, streamed, taken
         by the executor of the request that creates it."""
         state = StoredRun(run=run.model_copy(deep=True))  # `run` stays as created, for its events
         state.execution.queued_at = run.created_at
+        state.execution.search_content = search_content
         if request.stream:
             self.executor.take(state)
         return document(state, request.given())
@@ -343,9 +350,20 @@ def _indexed(indexing: Future[None], run_id: str) -> None:
         log.warning("run %s was created without its row in the active-runs index", run_id)
 
 
-def _check(run: Run) -> None:
-    """What no model could be asked: a json_schema answer with tools it cannot call, or a
-    forced function the run does not have."""
+def _check(run: Run, tools: Toolbox) -> None:
+    """What no model could be asked: a json_schema answer with tools it cannot call, a forced
+    function the run does not have, or a function under the name a built-in tool of the run is
+    offered to the model with."""
+    kinds = {tool.type for tool in run.tools}
+    for position, tool in enumerate(run.tools):
+        builtin = tools.builtin(tool.function.name) if isinstance(tool, FunctionTool) else None
+        if builtin is not None and builtin.kind in kinds:
+            raise InvalidRequest(
+                f"Invalid 'tools': the function name '{builtin.function}' is reserved for the "
+                f"{builtin.kind} tool of this run.",
+                param=f"tools[{position}].function.name",
+                code="invalid_value",
+            )
     if isinstance(run.response_format, ResponseFormatJsonSchema) and any(
         not isinstance(tool, FunctionTool) for tool in run.tools
     ):

@@ -224,6 +224,15 @@ class RunStep(ApiObject):
     usage: Usage | None = None
     metadata: dict[str, str] | None = None
 
+    def shown(self, search_content: bool) -> RunStep:
+        """The step as a client sees it: file_search results without their content unless the
+        request asked for it (`include[]`)."""
+        details = self.step_details
+        if search_content or not isinstance(details, ToolCallsDetails):
+            return self
+        calls = [c.without_content() if isinstance(c, FileSearchToolCall) else c for c in details.tool_calls]
+        return self.model_copy(update={"step_details": ToolCallsDetails(tool_calls=calls)})
+
 
 # --- request bodies --------------------------------------------------------------------------
 

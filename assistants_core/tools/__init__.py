@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models.run import Run, StepToolCall, ToolCallDelta, ToolCallHeaderDelta
 from ..models.tool_calls import BuiltinToolCall, CodeInterpreterCallDelta, FileSearchCallDelta
 from ..models.tools import ToolResources
+
+if TYPE_CHECKING:
+    from .file_search import Citations
 
 CallDelta = ToolCallHeaderDelta | ToolCallDelta | FileSearchCallDelta | CodeInterpreterCallDelta
 
@@ -31,6 +34,7 @@ class RunTools:
 
     run: Run
     thread_resources: ToolResources | None = None
+    step: int = 0  # the number of the step whose calls are executed
     # Raises if the run must stop (cancelled, expired); renews its lease while a tool works.
     check: Callable[[], None] = field(default=lambda: None)
 
@@ -85,6 +89,13 @@ class Toolbox:
 
     def by_kind(self, kind: str) -> BuiltinTool | None:
         return self._by_kind.get(kind)
+
+    def citations(self, calls: list[StepToolCall]) -> Citations | None:
+        """How the answer after these calls cites what they found, if they found anything."""
+        from .file_search import Citations, cited
+
+        sources = cited(calls)
+        return Citations(sources) if sources else None
 
     @property
     def reserved(self) -> frozenset[str]:
