@@ -227,11 +227,14 @@ class Executor:
         backend: ModelBackend | None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         tools: Toolbox | None = None,
+        images: prompt.ImageReader | None = None,
     ) -> None:
+        """`images` reads the images of `image_file` parts, which go to the model inline."""
         self._store = store
         self.backend = backend
         self._context_tokens = context_tokens
         self.tools = tools or Toolbox()
+        self._images = images
         self._cancels = CancelWatch(store.active_runs, CANCEL_CHECK_SECONDS)
 
     # --- driving ----------------------------------------------------------------------------
@@ -326,7 +329,7 @@ class Executor:
             reads = conversation.Reads.start(self._store, held.runs, run.thread_id)
         earlier = conversation.history(held.runs, run.id, reads.newest)
         try:
-            history = prompt.fit(earlier, run, budget - prompt.estimate(fixed))
+            history = prompt.fit(earlier, run, budget - prompt.estimate(fixed), self._images)
         except prompt.TooLong:
             return None
         finally:

@@ -30,15 +30,9 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_PROMPT_IMAGE_BYTES = 50 * 1024 * 1024  # all of a request's images, as base64 (OpenAI's 50 MB)
 
 # How a run reads the image behind an `image_file` part: (bytes, media type), or None for a file
-# that no longer exists; an oversized one raises. Set by the service (`read_images_with`), since
-# the model cannot reach this service's blobs: images go to it inline, as data: URLs.
+# that no longer exists; an oversized one raises. The model cannot reach this service's blobs:
+# images go to it inline, as data: URLs.
 ImageReader = Callable[[str, int], "tuple[bytes, str] | None"]
-_read_image: ImageReader | None = None
-
-
-def read_images_with(reader: ImageReader) -> None:
-    global _read_image
-    _read_image = reader
 
 
 class Unservable(Exception):
@@ -66,8 +60,8 @@ def system_message(run: Run) -> list[dict[str, Any]]:
     return [{"role": "system", "content": run.instructions}] if run.instructions else []
 
 
-def chat_message(message: Message) -> dict[str, Any]:
-    """A thread message as chat completions takes it."""
+def chat_message(message: Message, read_image: ImageReader | None = None) -> dict[str, Any]:
+    """A thread message as chat completions takes it (its images read with `read_image`)."""
     if message.attachments:
         raise Unservable(
             f"Message {message.id} has file attachments, which this service cannot give the model yet."
@@ -79,7 +73,7 @@ def chat_message(message: Message) -> dict[str, Any]:
         elif isinstance(part, ImageURLContentBlock) and message.role == "user":
             parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
         elif isinstance(part, ImageFileContentBlock) and message.role == "user":
-            url = _data_url(message.id, part.image_file.file_id)
+            url = _data_url(message.id, part.image_file.file_id, read_image)
             parts.append({"type": "image_url", "image_url": {"url": url, "detail": part.image_file.detail}})
     if message.role == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": message.role, "content": "".join(p.get("text", "") for p in parts)}
@@ -94,14 +88,14 @@ def _inline_image_bytes(chat: dict[str, Any]) -> int:
     return sum(len(url) for url in urls if url.startswith("data:"))
 
 
-def _data_url(message_id: str, file_id: str) -> str:
+def _data_url(message_id: str, file_id: str, read_image: ImageReader | None) -> str:
     """The image as a base64 data: URL, or Unservable saying why it cannot go to the model."""
     from .storage.blobs import BlobTooLarge
 
-    if _read_image is None:
+    if read_image is None:
         raise Unservable(f"Message {message_id} has an image_file part, and this process cannot read files.")
     try:
-        image = _read_image(file_id, MAX_IMAGE_BYTES)
+        image = read_image(file_id, MAX_IMAGE_BYTES)
     except BlobTooLarge:
         raise Unservable(
             f"The image file {file_id} in message {message_id} is larger than the {MAX_IMAGE_BYTES:,} bytes "
@@ -144,7 +138,9 @@ def _as_function(call: StepToolCall) -> tuple[str, str, str, str]:
     return call.id, turn.name, turn.arguments, turn.output
 
 
-def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str, Any]]:
+def fit(
+    newest_first: Iterable[Message], run: Run, budget: int, read_image: ImageReader | None = None
+) -> list[dict[str, Any]]:
     """The thread's messages, oldest first, that the truncation strategy keeps and `budget`
     (estimated tokens, after the system message and the run's own turns) holds."""
     kept: list[dict[str, Any]] = []
@@ -155,7 +151,7 @@ def fit(newest_first: Iterable[Message], run: Run, budget: int) -> list[dict[str
     for message in newest_first:
         if limit is not None and len(kept) >= limit:
             break
-        chat = chat_message(message)
+        chat = chat_message(message, read_image)
         cost = estimate([chat])
         if used + cost > budget:
             if not kept:

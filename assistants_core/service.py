@@ -7,7 +7,7 @@ redo the change, so concurrent writers never lose each other's fields.
 
 from __future__ import annotations
 
-from . import ids, prompt
+from . import ids
 from .backend import ModelBackend
 from .documents import NewThread, document, optimistically
 from .errors import NotFound
@@ -36,8 +36,7 @@ class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
         self.files = Files(store)
-        prompt.read_images_with(self.files.image)
-        self.runs = Runs(store, Executor(store, backend), self)
+        self.runs = Runs(store, Executor(store, backend, images=self.files.image), self)
 
     # --- assistants -------------------------------------------------------------------------
 
