@@ -32,6 +32,8 @@ from azure.ai.agents.models import (
     AzureFunctionTool,
     BingGroundingTool,
     ConnectedAgentTool,
+    FilePurpose,
+    FileState,
     FunctionTool,
     ImageDetailLevel,
     ListSortOrder,
@@ -732,3 +734,87 @@ def test_the_sdk_reports_a_foundry_tool_refusal(agents: AgentsClient) -> None:
     assert refused.value.status_code == 400
     assert refused.value.error is not None and refused.value.error.code == "unsupported_value"
     assert "'bing_grounding' tool" in str(refused.value.message)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_files_upload_poll_list_read_save_and_delete(
+    agents: AgentsClient, requests_sent: Requests, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"Paris is the capital of France.\n")
+    by_path = agents.files.upload_and_poll(file_path=str(source), purpose=FilePurpose.AGENTS)
+    assert (by_path.filename, by_path.bytes, by_path.status) == ("notes.txt", 32, FileState.PROCESSED)
+    # A file-like object travels as a part named after the field; the `filename` field names it.
+    by_object = agents.files.upload_and_poll(
+        file=io.BytesIO(b"\x89PNG fake"), purpose="vision", filename="chart.png", timeout=30
+    )
+    assert (by_object.filename, by_object.purpose) == ("chart.png", "vision")
+    uploaded = agents.files.upload(file=("raw.bin", b"\x00\x01"), purpose="assistants")
+    assert uploaded.status == "processed"
+    assert len(requests_sent.to("GET", f"/files/{by_path.id}")) == 0  # processed at once: no polling
+
+    assert {f.id for f in agents.files.list(purpose=FilePurpose.VISION).data} == {by_object.id}
+    assert {by_path.id, uploaded.id} <= {f.id for f in agents.files.list(purpose="assistants").data}
+    assert {by_path.id, by_object.id, uploaded.id} <= {f.id for f in agents.files.list().data}
+    assert agents.files.get(by_path.id).filename == "notes.txt"
+    assert b"".join(agents.files.get_content(by_path.id)) == source.read_bytes()
+    agents.files.save(file_id=by_object.id, file_name="copy.png", target_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "copy.png").read_bytes() == b"\x89PNG fake"
+
+    for file in (by_path, by_object, uploaded):
+        agents.files.delete(file.id)
+    with pytest.raises(HttpResponseError) as missing:
+        agents.files.get(by_path.id)
+    assert missing.value.status_code == 404
+    assert by_path.id not in {f.id for f in agents.files.list().data}
+
+
+def test_files_through_the_async_client(devhost: DevHost, tmp_path: Path) -> None:
+    source = tmp_path / "a.md"
+    source.write_text("# Title\n")
+
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            file = await client.files.upload_and_poll(file_path=str(source), purpose="assistants")
+            assert (file.filename, file.status) == ("a.md", "processed")
+            named = await client.files.upload_and_poll(
+                file=io.BytesIO(b"bytes"), purpose="assistants", filename="b.txt"
+            )
+            assert named.filename == "b.txt"
+            assert {file.id, named.id} <= {f.id for f in (await client.files.list(purpose="assistants")).data}
+            assert (await client.files.get(named.id)).bytes == 5
+            assert b"".join([c async for c in await client.files.get_content(file.id)]) == b"# Title\n"
+            await client.files.save(file_id=named.id, file_name="b.txt", target_dir=str(tmp_path))
+            assert (tmp_path / "b.txt").read_bytes() == b"bytes"
+            await client.files.delete(file.id)
+            await client.files.delete(named.id)
+            with pytest.raises(HttpResponseError) as missing:
+                await client.files.get(file.id)
+            assert missing.value.status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_the_filename_field_names_the_file_and_is_checked(http: httpx.Client) -> None:
+    def body(*parts: tuple[str, str | None, bytes]) -> bytes:
+        out = b""
+        for name, filename, data in parts:
+            named = f'; filename="{filename}"' if filename is not None else ""
+            out += f'--b0undary\r\nContent-Disposition: form-data; name="{name}"{named}\r\n\r\n'.encode()
+            out += data + b"\r\n"
+        return out + b"--b0undary--\r\n"
+
+    def post(content: bytes) -> httpx.Response:
+        headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+        return http.post("/files", params={"api-version": "v1"}, content=content, headers=headers)
+
+    # after a nameless part, as well as before it
+    named = post(body(("purpose", None, b"assistants"), ("file", None, b"abc"), ("filename", None, b"x.txt")))
+    assert named.status_code == 200, named.text
+    assert named.json()["filename"] == "x.txt"
+    http.delete(f"/files/{named.json()['id']}", params={"api-version": "v1"})
+    hostile = body(("purpose", None, b"assistants"), ("filename", None, b"../x"), ("file", "a.txt", b"1"))
+    assert_error(post(hostile), 400, "filename")
+    assert_error(post(body(("purpose", None, b"assistants"), ("file", None, b"1"))), 400, "file")
