@@ -5,6 +5,7 @@ sources this service refuses."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -33,12 +34,17 @@ from azure.ai.agents.models import (
     BingGroundingTool,
     ConnectedAgentTool,
     FilePurpose,
+    FileSearchTool,
     FileState,
     FunctionTool,
     ImageDetailLevel,
     ListSortOrder,
+    MessageAttachment,
     MessageDeltaChunk,
+    MessageImageFileContent,
+    MessageImageFileParam,
     MessageImageUrlParam,
+    MessageInputImageFileBlock,
     MessageInputImageUrlBlock,
     MessageInputTextBlock,
     MessageRole,
@@ -818,3 +824,87 @@ def test_the_filename_field_names_the_file_and_is_checked(http: httpx.Client) ->
     hostile = body(("purpose", None, b"assistants"), ("filename", None, b"../x"), ("file", "a.txt", b"1"))
     assert_error(post(hostile), 400, "filename")
     assert_error(post(body(("purpose", None, b"assistants"), ("file", None, b"1"))), 400, "file")
+
+
+# --- files in messages ---------------------------------------------------------------------------
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+
+
+def test_image_files_and_attachments_in_messages(agents: AgentsClient, model: ModelServer) -> None:
+    image = agents.files.upload_and_poll(file=("dot.png", PNG), purpose=FilePurpose.AGENTS)
+    attached = agents.files.upload_and_poll(file=("notes.txt", b"n"), purpose=FilePurpose.AGENTS)
+    agent = agents.create_agent(model="gpt-test", instructions="Describe.")
+    thread = agents.threads.create()
+    message = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content=[
+            MessageInputTextBlock(text="What is this?"),
+            MessageInputImageFileBlock(
+                image_file=MessageImageFileParam(file_id=image.id, detail=ImageDetailLevel.LOW)
+            ),
+        ],
+    )
+    assert isinstance(message.content[1], MessageImageFileContent)
+    assert message.content[1].as_dict()["image_file"] == {"file_id": image.id, "detail": "low"}
+
+    model.script(text("A dot."))
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
+    assert run.status == RunStatus.COMPLETED, run.last_error
+    sent = model.last_request().messages[-1]["content"]
+    expected_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert sent == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": expected_url, "detail": "low"}},
+    ]
+    # The run's own message, and no other, lists under its run_id.
+    by_run = list(agents.messages.list(thread_id=thread.id, run_id=run.id))
+    assert [(m.run_id, m.text_messages[0].text.value) for m in by_run] == [(run.id, "A dot.")]
+
+    # Attachments are stored and returned as sent (runs over them wait for file_search and
+    # code_interpreter).
+    with_attachment = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content="Keep this.",
+        attachments=[MessageAttachment(file_id=attached.id, tools=FileSearchTool().definitions)],
+    )
+    fetched = agents.messages.get(thread_id=thread.id, message_id=with_attachment.id)
+    assert fetched.attachments is not None
+    assert [a.as_dict() for a in fetched.attachments] == [
+        {"file_id": attached.id, "tools": [{"type": "file_search"}]}
+    ]
+    with pytest.raises(HttpResponseError) as unknown:
+        agents.messages.create(
+            thread_id=thread.id,
+            role="user",
+            content=[MessageInputImageFileBlock(image_file=MessageImageFileParam(file_id="assistant-nope"))],
+        )
+    assert unknown.value.status_code == 400
+    for file in (image, attached):
+        agents.files.delete(file.id)
+
+
+def test_tool_outputs_submitted_to_a_stream(agents: AgentsClient, model: ModelServer) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(model="gpt-test", instructions="Use get_weather.", toolset=toolset)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Kyiv?")])
+    model.script(tool_calls(call("get_weather", {"city": "Kyiv"})), text(["18 C ", "in Kyiv."]))
+    first = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=first) as stream:
+        stream.until_done()  # no functions enabled on this client: the stream stops at requires_action
+    assert first.statuses[-1] == "RunStatus.REQUIRES_ACTION"
+    run = agents.runs.list(thread_id=thread.id).next()
+    assert isinstance(run.required_action, SubmitToolOutputsAction)
+    outputs = toolset.execute_tool_calls(run.required_action.submit_tool_outputs.tool_calls)
+    second = Recorder()
+    agents.runs.submit_tool_outputs_stream(
+        thread_id=thread.id, run_id=run.id, tool_outputs=outputs, event_handler=second
+    )
+    second.until_done()
+    assert second.deltas == ["18 C ", "in Kyiv."] and second.done
+    assert second.statuses[-1] == "RunStatus.COMPLETED"
+    assert model.last_request().messages[-1]["content"] == get_weather("Kyiv")
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["18 C in Kyiv."])
