@@ -67,6 +67,17 @@ def create_thread(call: Call) -> Thread:
     return call.service.create_thread(CreateThreadRequest.parse(call.json()))
 
 
+def list_threads(call: Call) -> ListPage[Thread]:
+    """Azure AI Foundry's `GET /threads` (OpenAI has none). Refused: each thread is a partition
+    of its own, so a listing would need an index every thread creation writes to, one more
+    storage request per thread, not atomic with it, and one hot partition for the service."""
+    raise InvalidRequest(
+        "Listing threads (GET /threads) is an Azure AI Foundry Agent Service operation this "
+        "service does not serve: keep the ids of the threads you create.",
+        code="unsupported_operation",
+    )
+
+
 def retrieve_thread(call: Call) -> Thread:
     return call.service.retrieve_thread(call.path("thread_id"))
 

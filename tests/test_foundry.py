@@ -908,3 +908,32 @@ def test_tool_outputs_submitted_to_a_stream(agents: AgentsClient, model: ModelSe
     assert second.statuses[-1] == "RunStatus.COMPLETED"
     assert model.last_request().messages[-1]["content"] == get_weather("Kyiv")
     assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["18 C in Kyiv."])
+
+
+# --- threads.list: Foundry's own GET /threads, refused -------------------------------------------
+
+
+def test_listing_threads_is_refused_with_a_clear_400(
+    agents: AgentsClient, devhost: DevHost, http: httpx.Client
+) -> None:
+    with pytest.raises(HttpResponseError) as refused:
+        list(agents.threads.list(limit=5))
+    assert refused.value.status_code == 400
+    assert refused.value.error is not None and refused.value.error.code == "unsupported_operation"
+    assert "Listing threads (GET /threads)" in str(refused.value.message)
+
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            with pytest.raises(HttpResponseError) as refused:
+                [t async for t in client.threads.list()]
+            assert refused.value.status_code == 400
+
+    asyncio.run(scenario())
+    error = assert_error(
+        http.get("/threads", params={"api-version": "v1"}), 400, None, "unsupported_operation"
+    )
+    assert "does not serve" in error["message"]
+    # The key and the api-version are checked first, as on every route.
+    with httpx.Client(base_url=devhost.api_url, timeout=60) as anonymous:
+        assert anonymous.get("/threads", params={"api-version": "v1"}).status_code == 401
+    assert http.get("/threads", params={"api-version": "v9"}).json()["error"]["code"] == "BadRequest"
