@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ids
 from .errors import InvalidRequest
 from .executor import EventStream
-from .files import Download
+from .files import LIST_LIMIT, Download
 from .http import Call
 from .models import (
     Assistant,
@@ -173,7 +173,8 @@ def create_file(call: Call) -> File:
 
 def list_files(call: Call) -> ListPage[File]:
     purpose = call.params.get("purpose")
-    return call.service.files.list(ListQuery.from_params(call.params, ids.FILE), purpose)
+    query = ListQuery.from_params(call.params, ids.FILE, default=LIST_LIMIT, maximum=LIST_LIMIT)
+    return call.service.files.list(query, purpose)
 
 
 def retrieve_file(call: Call) -> File:

@@ -45,6 +45,9 @@ MAX_REQUEST_BYTES = 100 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024  # an Upload part, as OpenAI (and the Python SDK's part size)
 MAX_PART_REQUEST_BYTES = MAX_PART_BYTES + 64 * 1024  # the part and its multipart envelope
 MAX_FILENAME = 255
+# OpenAI's bounds for `GET /files` (limit 1-10,000, default 10,000), not the other lists' 20 and
+# 100: Foundry's SDK sends no limit and does not page, so its `files.list()` sees one page.
+LIST_LIMIT = 10_000
 UPLOAD_SECONDS = 3600  # an Upload expires an hour after it is created, as OpenAI's
 UPLOAD_KEPT_SECONDS = 3600  # and its rows are removed an hour after that
 _FIELD_BYTES = 1024

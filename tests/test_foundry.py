@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import itertools
 import json
 import re
 import time
@@ -65,8 +66,10 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import AzureKeyCredentialPolicy
 
+from assistants_core.files import LIST_LIMIT
+from assistants_core.pagination import ListQuery, Order
 from tests.model_server import ModelServer, call, text, tool_calls
-from tests.support import API_KEYS, DevHost, assert_error
+from tests.support import API_KEYS, Azurite, DevHost, StorageMeter, assert_error, in_process_service
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_API_VERSIONS = ("v1", "2025-05-01", "2025-05-15-preview", "2024-07-01-preview")
@@ -937,3 +940,29 @@ def test_listing_threads_is_refused_with_a_clear_400(
     with httpx.Client(base_url=devhost.api_url, timeout=60) as anonymous:
         assert anonymous.get("/threads", params={"api-version": "v1"}).status_code == 401
     assert http.get("/threads", params={"api-version": "v9"}).json()["error"]["code"] == "BadRequest"
+
+
+def test_files_list_holds_more_than_one_default_page(agents: AgentsClient, http: httpx.Client) -> None:
+    """Foundry's `files.list()` sends no limit and reads one response: OpenAI's default
+    (10,000) for files, not the other lists' 20."""
+    made = [agents.files.upload(file=(f"f{i}.txt", b"x"), purpose="vision").id for i in range(25)]
+    listed = [f.id for f in agents.files.list(purpose=FilePurpose.VISION).data]
+    assert set(made) <= set(listed) and len(listed) == len(set(listed))
+    assert set(made) <= {f.id for f in agents.files.list().data}
+    assert_error(http.get("/files", params={"limit": "10001"}), 400, "limit", "integer_above_max_value")
+    assert http.get("/files", params={"limit": "10000", "purpose": "vision"}).status_code == 200
+    for file_id in made:
+        agents.files.delete(file_id)
+
+
+def test_a_long_files_page_is_asked_of_storage_1000_rows_at_a_time(azurite: Azurite) -> None:
+    """Table Storage returns at most 1,000 entities a response: a page of 10,000 asks for that
+    many at a time, never for a `$top` it would refuse."""
+    meter = StorageMeter()
+    service = in_process_service(azurite.connection_string, meter=meter)
+    service.files.list(ListQuery(limit=1), None)  # the table is created on first use
+    orders: list[Order] = ["asc", "desc"]
+    for order, purpose in itertools.product(orders, [None, "vision"]):
+        meter.reset()
+        service.files.list(ListQuery(limit=LIST_LIMIT, order=order), purpose)
+        assert meter.requests >= 1 and meter.rows <= 1000 * meter.requests, (order, purpose)
