@@ -51,6 +51,7 @@ from azure.ai.agents.models import (
     MessageRole,
     OpenApiAnonymousAuthDetails,
     OpenApiTool,
+    RunAdditionalFieldList,
     RunStatus,
     SubmitToolOutputsAction,
     ThreadMessageOptions,
@@ -966,3 +967,84 @@ def test_a_long_files_page_is_asked_of_storage_1000_rows_at_a_time(azurite: Azur
         meter.reset()
         service.files.list(ListQuery(limit=LIST_LIMIT, order=order), purpose)
         assert meter.requests >= 1 and meter.rows <= 1000 * meter.requests, (order, purpose)
+
+
+def test_runs_and_steps_take_the_sdks_include(agents: AgentsClient, model: ModelServer) -> None:
+    """The one `include[]` value there is (file_search contents) is accepted where the SDK
+    sends it, and pages of runs end as the SDK reads them."""
+    include: list[str | RunAdditionalFieldList] = [RunAdditionalFieldList.FILE_SEARCH_CONTENTS]
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="One")])
+    runs = []
+    for reply in ("First.", "Second.", "Third."):
+        model.script(text(reply))
+        runs.append(
+            settled(agents, agents.runs.create(thread_id=thread.id, agent_id=agent.id, include=include))
+        )
+    assert [r.status for r in runs] == [RunStatus.COMPLETED] * 3
+    listed = agents.runs.list(thread_id=thread.id, limit=2, order=ListSortOrder.ASCENDING)
+    assert [r.id for r in listed] == [r.id for r in runs]
+    steps = list(agents.run_steps.list(thread_id=thread.id, run_id=runs[1].id, include=include, limit=1))
+    assert [s.type for s in steps] == ["message_creation"]
+    step = agents.run_steps.get(thread_id=thread.id, run_id=runs[1].id, step_id=steps[0].id, include=include)
+    assert step.step_details.as_dict()["message_creation"]["message_id"] in {
+        m.id for m in agents.messages.list(thread_id=thread.id, run_id=runs[1].id)
+    }
+
+
+def test_the_async_client_beyond_the_basics(devhost: DevHost, model: ModelServer) -> None:
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            toolset = AsyncToolSet()
+            toolset.add(AsyncFunctionTool({get_weather_async}))
+            agent = await client.create_agent(model="gpt-test", instructions="x", toolset=toolset)
+            model.script(text("Hi."))
+            run = await client.create_thread_and_process_run(
+                agent_id=agent.id,
+                thread=AgentThreadCreationOptions(messages=[ThreadMessageOptions(role="user", content="Hi")]),
+            )
+            assert run.status == RunStatus.COMPLETED
+            thread = await client.threads.update(run.thread_id, metadata={"topic": "greeting"})
+            assert thread.metadata == {"topic": "greeting"}
+            assert [r.id async for r in client.runs.list(thread_id=thread.id)] == [run.id]
+            steps = [s async for s in client.run_steps.list(thread_id=thread.id, run_id=run.id)]
+            step = await client.run_steps.get(thread_id=thread.id, run_id=run.id, step_id=steps[0].id)
+            assert step.type == "message_creation"
+            ours = [m.run_id async for m in client.messages.list(thread_id=thread.id, run_id=run.id)]
+            assert ours == [run.id]
+
+            image = await client.files.upload_and_poll(file=("dot.png", PNG), purpose="assistants")
+            await client.messages.create(
+                thread_id=thread.id,
+                role="user",
+                content=[
+                    MessageInputImageFileBlock(image_file=MessageImageFileParam(file_id=image.id)),
+                    MessageInputTextBlock(text="Weather where this was taken?"),
+                ],
+            )
+            model.script(
+                tool_calls(call("get_weather_async", {"city": "Turin"})), text(["18 C ", "in Turin."])
+            )
+            first = AsyncRecorder()
+            async with await client.runs.stream(
+                thread_id=thread.id, agent_id=agent.id, event_handler=first
+            ) as stream:
+                await stream.until_done()
+            assert first.statuses[-1] == "RunStatus.REQUIRES_ACTION"
+            run = await anext(client.runs.list(thread_id=thread.id))  # the newest
+            assert isinstance(run.required_action, SubmitToolOutputsAction)
+            outputs = await toolset.execute_tool_calls(run.required_action.submit_tool_outputs.tool_calls)
+            second = AsyncRecorder()
+            await client.runs.submit_tool_outputs_stream(
+                thread_id=thread.id, run_id=run.id, tool_outputs=outputs, event_handler=second
+            )
+            await second.until_done()
+            assert second.deltas == ["18 C ", "in Turin."]
+            assert second.statuses[-1] == "RunStatus.COMPLETED"
+            sent = model.requests[-2].messages[-1]["content"]  # the image went with the question
+            assert sent[0]["image_url"]["url"].startswith("data:image/png;base64,")
+            await client.threads.delete(thread.id)
+            await client.files.delete(image.id)
+            await client.delete_agent(agent.id)
+
+    asyncio.run(scenario())
