@@ -23,6 +23,8 @@ from azure.ai.agents import AgentsClient
 from azure.ai.agents.aio import AgentsClient as AsyncAgentsClient
 from azure.ai.agents.models import (
     AgentEventHandler,
+    AgentsNamedToolChoice,
+    AgentsNamedToolChoiceType,
     AgentsResponseFormat,
     AgentsToolChoiceOptionMode,
     AgentThreadCreationOptions,
@@ -37,6 +39,7 @@ from azure.ai.agents.models import (
     FilePurpose,
     FileSearchTool,
     FileState,
+    FunctionName,
     FunctionTool,
     ImageDetailLevel,
     ListSortOrder,
@@ -51,6 +54,8 @@ from azure.ai.agents.models import (
     MessageRole,
     OpenApiAnonymousAuthDetails,
     OpenApiTool,
+    ResponseFormatJsonSchema,
+    ResponseFormatJsonSchemaType,
     RunAdditionalFieldList,
     RunStatus,
     SubmitToolOutputsAction,
@@ -1048,3 +1053,44 @@ def test_the_async_client_beyond_the_basics(devhost: DevHost, model: ModelServer
             await client.delete_agent(agent.id)
 
     asyncio.run(scenario())
+
+
+def test_run_overrides_the_sdk_sends_reach_the_model(agents: AgentsClient, model: ModelServer) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(
+        model="gpt-test", instructions="Use get_weather.", toolset=toolset, description="d", top_p=0.9
+    )
+    assert (agent.description, agent.top_p) == ("d", 0.9)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Where?")])
+    schema = ResponseFormatJsonSchema(
+        name="place", schema={"type": "object", "properties": {"city": {"type": "string"}}}
+    )
+    model.script(tool_calls(call("get_weather", {"city": "Nice"})))
+    run = agents.runs.create(
+        thread_id=thread.id,
+        agent_id=agent.id,
+        model="gpt-other",
+        temperature=0.1,
+        top_p=0.5,
+        max_prompt_tokens=5000,
+        parallel_tool_calls=False,
+        response_format=ResponseFormatJsonSchemaType(json_schema=schema),
+        tool_choice=AgentsNamedToolChoice(
+            type=AgentsNamedToolChoiceType.FUNCTION, function=FunctionName(name="get_weather")
+        ),
+    )
+    run = settled(agents, run)
+    assert run.status == RunStatus.REQUIRES_ACTION
+    assert (run.model, run.temperature, run.top_p, run.parallel_tool_calls) == ("gpt-other", 0.1, 0.5, False)
+    sent = model.last_request().json
+    assert (sent["model"], sent["temperature"], sent["top_p"], sent["parallel_tool_calls"]) == (
+        "gpt-other",
+        0.1,
+        0.5,
+        False,
+    )
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "place"
+    agents.runs.cancel(thread_id=thread.id, run_id=run.id)
