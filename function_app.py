@@ -48,6 +48,11 @@ async def create_thread(req: Request) -> Response:
     return await api.handle(req, endpoints.create_thread)
 
 
+@app.route(route="threads", methods=["GET"])
+async def list_threads(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_threads)
+
+
 @app.route(route="threads/{thread_id}", methods=["GET"])
 async def retrieve_thread(req: Request) -> Response:
     return await api.handle(req, endpoints.retrieve_thread)

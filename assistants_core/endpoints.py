@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ids
 from .errors import InvalidRequest
 from .executor import EventStream
-from .files import Download
+from .files import LIST_LIMIT, Download
 from .http import Call
 from .models import (
     Assistant,
@@ -65,6 +65,17 @@ def delete_assistant(call: Call) -> AssistantDeleted:
 
 def create_thread(call: Call) -> Thread:
     return call.service.create_thread(CreateThreadRequest.parse(call.json()))
+
+
+def list_threads(call: Call) -> ListPage[Thread]:
+    """Azure AI Foundry's `GET /threads` (OpenAI has none). Refused: each thread is a partition
+    of its own, so a listing would need an index every thread creation writes to, one more
+    storage request per thread, not atomic with it, and one hot partition for the service."""
+    raise InvalidRequest(
+        "Listing threads (GET /threads) is an Azure AI Foundry Agent Service operation this "
+        "service does not serve: keep the ids of the threads you create.",
+        code="unsupported_operation",
+    )
 
 
 def retrieve_thread(call: Call) -> Thread:
@@ -165,7 +176,8 @@ def create_file(call: Call) -> File:
 
 def list_files(call: Call) -> ListPage[File]:
     purpose = call.params.get("purpose")
-    return call.service.files.list(ListQuery.from_params(call.params, ids.FILE), purpose)
+    query = ListQuery.from_params(call.params, ids.FILE, default=LIST_LIMIT, maximum=LIST_LIMIT)
+    return call.service.files.list(query, purpose)
 
 
 def retrieve_file(call: Call) -> File:

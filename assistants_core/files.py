@@ -45,11 +45,15 @@ MAX_REQUEST_BYTES = 100 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024  # an Upload part, as OpenAI (and the Python SDK's part size)
 MAX_PART_REQUEST_BYTES = MAX_PART_BYTES + 64 * 1024  # the part and its multipart envelope
 MAX_FILENAME = 255
+# OpenAI's bounds for `GET /files` (limit 1-10,000, default 10,000), not the other lists' 20 and
+# 100: Foundry's SDK sends no limit and does not page, so its `files.list()` sees one page.
+LIST_LIMIT = 10_000
 UPLOAD_SECONDS = 3600  # an Upload expires an hour after it is created, as OpenAI's
 UPLOAD_KEPT_SECONDS = 3600  # and its rows are removed an hour after that
 _FIELD_BYTES = 1024
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-_FILE_FIELDS = ("file", "purpose", "expires_after[anchor]", "expires_after[seconds]")
+# `filename` is Foundry's (azure-ai-agents sends it beside the part, which it may name `file`).
+_FILE_FIELDS = ("file", "purpose", "filename", "expires_after[anchor]", "expires_after[seconds]")
 
 
 @dataclass
@@ -173,7 +177,7 @@ class Files:
         file_id, created_at = ids.new_id(ids.FILE)
         reader = Reader(body, boundary_of(content_type))
         fields: dict[str, str] = {}
-        file: tuple[str, int] | None = None
+        file: tuple[str | None, int] | None = None
         blobs = self.store.blobs()
         try:
             for part in reader.parts():
@@ -182,16 +186,22 @@ class Files:
                 if part.name in fields or (part.name == "file" and file is not None):
                     raise _twice(part.name)
                 if part.name == "file":
-                    filename = _check_filename(part.filename, "file")
-                    file = (filename, self._write(file_id, part))
+                    # A nameless part may be named by a `filename` field, before or after it.
+                    if part.filename:
+                        _check_filename(part.filename, "file")
+                    file = (part.filename, self._write(file_id, part))
                 else:
                     fields[part.name] = part.text(_FIELD_BYTES)
-                    if part.name == "purpose":  # refused before a file that follows is written
+                    # refused before a file that follows is written
+                    if part.name == "purpose":
                         _check_purpose(fields["purpose"])
+                    elif part.name == "filename":
+                        _check_filename(fields["filename"], "filename")
             purpose = _check_purpose(fields.get("purpose"))
             if file is None:
                 raise _missing("file")
-            filename, size = file
+            filename = fields.get("filename") or _check_filename(file[0], "file")
+            size = file[1]
             if size == 0:
                 raise InvalidRequest("The file is empty.", param="file", code="empty_file")
             expires_at = _expiry(

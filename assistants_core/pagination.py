@@ -27,28 +27,35 @@ class ListQuery:
     before: str | None = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str], id_prefix: str) -> ListQuery:
+    def from_params(
+        cls,
+        params: Mapping[str, str],
+        id_prefix: str,
+        default: int = DEFAULT_LIMIT,
+        maximum: int = MAX_LIMIT,
+    ) -> ListQuery:
+        """`default` and `maximum` bound `limit` where the spec gives a list other bounds."""
         return cls(
-            limit=_limit(params.get("limit")),
+            limit=_limit(params.get("limit"), default, maximum),
             order=_order(params.get("order")),
             after=id_param(params, "after", id_prefix),
             before=id_param(params, "before", id_prefix),
         )
 
 
-def _limit(raw: str | None) -> int:
+def _limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None:
-        return DEFAULT_LIMIT
+        return default
     if not _DIGITS.fullmatch(raw):
         raise InvalidRequest(
-            f"Invalid 'limit': expected an integer between 1 and {MAX_LIMIT}.",
+            f"Invalid 'limit': expected an integer between 1 and {maximum}.",
             param="limit",
             code="invalid_type",
         )
     value = int(raw)
-    if not 1 <= value <= MAX_LIMIT:
+    if not 1 <= value <= maximum:
         raise InvalidRequest(
-            f"Invalid 'limit': expected an integer between 1 and {MAX_LIMIT}, but got {value} instead.",
+            f"Invalid 'limit': expected an integer between 1 and {maximum}, but got {value} instead.",
             param="limit",
             code="integer_below_min_value" if value < 1 else "integer_above_max_value",
         )

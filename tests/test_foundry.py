@@ -5,8 +5,10 @@ sources this service refuses."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
+import itertools
 import json
 import re
 import time
@@ -21,6 +23,8 @@ from azure.ai.agents import AgentsClient
 from azure.ai.agents.aio import AgentsClient as AsyncAgentsClient
 from azure.ai.agents.models import (
     AgentEventHandler,
+    AgentsNamedToolChoice,
+    AgentsNamedToolChoiceType,
     AgentsResponseFormat,
     AgentsToolChoiceOptionMode,
     AgentThreadCreationOptions,
@@ -32,16 +36,27 @@ from azure.ai.agents.models import (
     AzureFunctionTool,
     BingGroundingTool,
     ConnectedAgentTool,
+    FilePurpose,
+    FileSearchTool,
+    FileState,
+    FunctionName,
     FunctionTool,
     ImageDetailLevel,
     ListSortOrder,
+    MessageAttachment,
     MessageDeltaChunk,
+    MessageImageFileContent,
+    MessageImageFileParam,
     MessageImageUrlParam,
+    MessageInputImageFileBlock,
     MessageInputImageUrlBlock,
     MessageInputTextBlock,
     MessageRole,
     OpenApiAnonymousAuthDetails,
     OpenApiTool,
+    ResponseFormatJsonSchema,
+    ResponseFormatJsonSchemaType,
+    RunAdditionalFieldList,
     RunStatus,
     SubmitToolOutputsAction,
     ThreadMessageOptions,
@@ -57,8 +72,10 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import AzureKeyCredentialPolicy
 
+from assistants_core.files import LIST_LIMIT
+from assistants_core.pagination import ListQuery, Order
 from tests.model_server import ModelServer, call, text, tool_calls
-from tests.support import API_KEYS, DevHost, assert_error
+from tests.support import API_KEYS, Azurite, DevHost, StorageMeter, assert_error, in_process_service
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_API_VERSIONS = ("v1", "2025-05-01", "2025-05-15-preview", "2024-07-01-preview")
@@ -732,3 +749,348 @@ def test_the_sdk_reports_a_foundry_tool_refusal(agents: AgentsClient) -> None:
     assert refused.value.status_code == 400
     assert refused.value.error is not None and refused.value.error.code == "unsupported_value"
     assert "'bing_grounding' tool" in str(refused.value.message)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_files_upload_poll_list_read_save_and_delete(
+    agents: AgentsClient, requests_sent: Requests, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"Paris is the capital of France.\n")
+    by_path = agents.files.upload_and_poll(file_path=str(source), purpose=FilePurpose.AGENTS)
+    assert (by_path.filename, by_path.bytes, by_path.status) == ("notes.txt", 32, FileState.PROCESSED)
+    # A file-like object travels as a part named after the field; the `filename` field names it.
+    by_object = agents.files.upload_and_poll(
+        file=io.BytesIO(b"\x89PNG fake"), purpose="vision", filename="chart.png", timeout=30
+    )
+    assert (by_object.filename, by_object.purpose) == ("chart.png", "vision")
+    uploaded = agents.files.upload(file=("raw.bin", b"\x00\x01"), purpose="assistants")
+    assert uploaded.status == "processed"
+    assert len(requests_sent.to("GET", f"/files/{by_path.id}")) == 0  # processed at once: no polling
+
+    assert {f.id for f in agents.files.list(purpose=FilePurpose.VISION).data} == {by_object.id}
+    assert {by_path.id, uploaded.id} <= {f.id for f in agents.files.list(purpose="assistants").data}
+    assert {by_path.id, by_object.id, uploaded.id} <= {f.id for f in agents.files.list().data}
+    assert agents.files.get(by_path.id).filename == "notes.txt"
+    assert b"".join(agents.files.get_content(by_path.id)) == source.read_bytes()
+    agents.files.save(file_id=by_object.id, file_name="copy.png", target_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "copy.png").read_bytes() == b"\x89PNG fake"
+
+    for file in (by_path, by_object, uploaded):
+        agents.files.delete(file.id)
+    with pytest.raises(HttpResponseError) as missing:
+        agents.files.get(by_path.id)
+    assert missing.value.status_code == 404
+    assert by_path.id not in {f.id for f in agents.files.list().data}
+
+
+def test_files_through_the_async_client(devhost: DevHost, tmp_path: Path) -> None:
+    source = tmp_path / "a.md"
+    source.write_text("# Title\n")
+
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            file = await client.files.upload_and_poll(file_path=str(source), purpose="assistants")
+            assert (file.filename, file.status) == ("a.md", "processed")
+            named = await client.files.upload_and_poll(
+                file=io.BytesIO(b"bytes"), purpose="assistants", filename="b.txt"
+            )
+            assert named.filename == "b.txt"
+            assert {file.id, named.id} <= {f.id for f in (await client.files.list(purpose="assistants")).data}
+            assert (await client.files.get(named.id)).bytes == 5
+            assert b"".join([c async for c in await client.files.get_content(file.id)]) == b"# Title\n"
+            await client.files.save(file_id=named.id, file_name="b.txt", target_dir=str(tmp_path))
+            assert (tmp_path / "b.txt").read_bytes() == b"bytes"
+            await client.files.delete(file.id)
+            await client.files.delete(named.id)
+            with pytest.raises(HttpResponseError) as missing:
+                await client.files.get(file.id)
+            assert missing.value.status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_the_filename_field_names_the_file_and_is_checked(http: httpx.Client) -> None:
+    def body(*parts: tuple[str, str | None, bytes]) -> bytes:
+        out = b""
+        for name, filename, data in parts:
+            named = f'; filename="{filename}"' if filename is not None else ""
+            out += f'--b0undary\r\nContent-Disposition: form-data; name="{name}"{named}\r\n\r\n'.encode()
+            out += data + b"\r\n"
+        return out + b"--b0undary--\r\n"
+
+    def post(content: bytes) -> httpx.Response:
+        headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+        return http.post("/files", params={"api-version": "v1"}, content=content, headers=headers)
+
+    # after a nameless part, as well as before it
+    named = post(body(("purpose", None, b"assistants"), ("file", None, b"abc"), ("filename", None, b"x.txt")))
+    assert named.status_code == 200, named.text
+    assert named.json()["filename"] == "x.txt"
+    http.delete(f"/files/{named.json()['id']}", params={"api-version": "v1"})
+    hostile = body(("purpose", None, b"assistants"), ("filename", None, b"../x"), ("file", "a.txt", b"1"))
+    assert_error(post(hostile), 400, "filename")
+    assert_error(post(body(("purpose", None, b"assistants"), ("file", None, b"1"))), 400, "file")
+
+
+# --- files in messages ---------------------------------------------------------------------------
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+
+
+def test_image_files_and_attachments_in_messages(agents: AgentsClient, model: ModelServer) -> None:
+    image = agents.files.upload_and_poll(file=("dot.png", PNG), purpose=FilePurpose.AGENTS)
+    attached = agents.files.upload_and_poll(file=("notes.txt", b"n"), purpose=FilePurpose.AGENTS)
+    agent = agents.create_agent(model="gpt-test", instructions="Describe.")
+    thread = agents.threads.create()
+    message = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content=[
+            MessageInputTextBlock(text="What is this?"),
+            MessageInputImageFileBlock(
+                image_file=MessageImageFileParam(file_id=image.id, detail=ImageDetailLevel.LOW)
+            ),
+        ],
+    )
+    assert isinstance(message.content[1], MessageImageFileContent)
+    assert message.content[1].as_dict()["image_file"] == {"file_id": image.id, "detail": "low"}
+
+    model.script(text("A dot."))
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id)
+    assert run.status == RunStatus.COMPLETED, run.last_error
+    sent = model.last_request().messages[-1]["content"]
+    expected_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert sent == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": expected_url, "detail": "low"}},
+    ]
+    # The run's own message, and no other, lists under its run_id.
+    by_run = list(agents.messages.list(thread_id=thread.id, run_id=run.id))
+    assert [(m.run_id, m.text_messages[0].text.value) for m in by_run] == [(run.id, "A dot.")]
+
+    # Attachments are stored and returned as sent (runs over them wait for file_search and
+    # code_interpreter).
+    with_attachment = agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content="Keep this.",
+        attachments=[MessageAttachment(file_id=attached.id, tools=FileSearchTool().definitions)],
+    )
+    fetched = agents.messages.get(thread_id=thread.id, message_id=with_attachment.id)
+    assert fetched.attachments is not None
+    assert [a.as_dict() for a in fetched.attachments] == [
+        {"file_id": attached.id, "tools": [{"type": "file_search"}]}
+    ]
+    with pytest.raises(HttpResponseError) as unknown:
+        agents.messages.create(
+            thread_id=thread.id,
+            role="user",
+            content=[MessageInputImageFileBlock(image_file=MessageImageFileParam(file_id="assistant-nope"))],
+        )
+    assert unknown.value.status_code == 400
+    for file in (image, attached):
+        agents.files.delete(file.id)
+
+
+def test_tool_outputs_submitted_to_a_stream(agents: AgentsClient, model: ModelServer) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(model="gpt-test", instructions="Use get_weather.", toolset=toolset)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Kyiv?")])
+    model.script(tool_calls(call("get_weather", {"city": "Kyiv"})), text(["18 C ", "in Kyiv."]))
+    first = Recorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=first) as stream:
+        stream.until_done()  # no functions enabled on this client: the stream stops at requires_action
+    assert first.statuses[-1] == "RunStatus.REQUIRES_ACTION"
+    run = agents.runs.list(thread_id=thread.id).next()
+    assert isinstance(run.required_action, SubmitToolOutputsAction)
+    outputs = toolset.execute_tool_calls(run.required_action.submit_tool_outputs.tool_calls)
+    second = Recorder()
+    agents.runs.submit_tool_outputs_stream(
+        thread_id=thread.id, run_id=run.id, tool_outputs=outputs, event_handler=second
+    )
+    second.until_done()
+    assert second.deltas == ["18 C ", "in Kyiv."] and second.done
+    assert second.statuses[-1] == "RunStatus.COMPLETED"
+    assert model.last_request().messages[-1]["content"] == get_weather("Kyiv")
+    assert texts(agents, thread.id)[-1] == ("MessageRole.AGENT", ["18 C in Kyiv."])
+
+
+# --- threads.list: Foundry's own GET /threads, refused -------------------------------------------
+
+
+def test_listing_threads_is_refused_with_a_clear_400(
+    agents: AgentsClient, devhost: DevHost, http: httpx.Client
+) -> None:
+    with pytest.raises(HttpResponseError) as refused:
+        list(agents.threads.list(limit=5))
+    assert refused.value.status_code == 400
+    assert refused.value.error is not None and refused.value.error.code == "unsupported_operation"
+    assert "Listing threads (GET /threads)" in str(refused.value.message)
+
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            with pytest.raises(HttpResponseError) as refused:
+                [t async for t in client.threads.list()]
+            assert refused.value.status_code == 400
+
+    asyncio.run(scenario())
+    error = assert_error(
+        http.get("/threads", params={"api-version": "v1"}), 400, None, "unsupported_operation"
+    )
+    assert "does not serve" in error["message"]
+    # The key and the api-version are checked first, as on every route.
+    with httpx.Client(base_url=devhost.api_url, timeout=60) as anonymous:
+        assert anonymous.get("/threads", params={"api-version": "v1"}).status_code == 401
+    assert http.get("/threads", params={"api-version": "v9"}).json()["error"]["code"] == "BadRequest"
+
+
+def test_files_list_holds_more_than_one_default_page(agents: AgentsClient, http: httpx.Client) -> None:
+    """Foundry's `files.list()` sends no limit and reads one response: OpenAI's default
+    (10,000) for files, not the other lists' 20."""
+    made = [agents.files.upload(file=(f"f{i}.txt", b"x"), purpose="vision").id for i in range(25)]
+    listed = [f.id for f in agents.files.list(purpose=FilePurpose.VISION).data]
+    assert set(made) <= set(listed) and len(listed) == len(set(listed))
+    assert set(made) <= {f.id for f in agents.files.list().data}
+    assert_error(http.get("/files", params={"limit": "10001"}), 400, "limit", "integer_above_max_value")
+    assert http.get("/files", params={"limit": "10000", "purpose": "vision"}).status_code == 200
+    for file_id in made:
+        agents.files.delete(file_id)
+
+
+def test_a_long_files_page_is_asked_of_storage_1000_rows_at_a_time(azurite: Azurite) -> None:
+    """Table Storage returns at most 1,000 entities a response: a page of 10,000 asks for that
+    many at a time, never for a `$top` it would refuse."""
+    meter = StorageMeter()
+    service = in_process_service(azurite.connection_string, meter=meter)
+    service.files.list(ListQuery(limit=1), None)  # the table is created on first use
+    orders: list[Order] = ["asc", "desc"]
+    for order, purpose in itertools.product(orders, [None, "vision"]):
+        meter.reset()
+        service.files.list(ListQuery(limit=LIST_LIMIT, order=order), purpose)
+        assert meter.requests >= 1 and meter.rows <= 1000 * meter.requests, (order, purpose)
+
+
+def test_runs_and_steps_take_the_sdks_include(agents: AgentsClient, model: ModelServer) -> None:
+    """The one `include[]` value there is (file_search contents) is accepted where the SDK
+    sends it, and pages of runs end as the SDK reads them."""
+    include: list[str | RunAdditionalFieldList] = [RunAdditionalFieldList.FILE_SEARCH_CONTENTS]
+    agent = agents.create_agent(model="gpt-test", instructions="Be terse.")
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="One")])
+    runs = []
+    for reply in ("First.", "Second.", "Third."):
+        model.script(text(reply))
+        runs.append(
+            settled(agents, agents.runs.create(thread_id=thread.id, agent_id=agent.id, include=include))
+        )
+    assert [r.status for r in runs] == [RunStatus.COMPLETED] * 3
+    listed = agents.runs.list(thread_id=thread.id, limit=2, order=ListSortOrder.ASCENDING)
+    assert [r.id for r in listed] == [r.id for r in runs]
+    steps = list(agents.run_steps.list(thread_id=thread.id, run_id=runs[1].id, include=include, limit=1))
+    assert [s.type for s in steps] == ["message_creation"]
+    step = agents.run_steps.get(thread_id=thread.id, run_id=runs[1].id, step_id=steps[0].id, include=include)
+    assert step.step_details.as_dict()["message_creation"]["message_id"] in {
+        m.id for m in agents.messages.list(thread_id=thread.id, run_id=runs[1].id)
+    }
+
+
+def test_the_async_client_beyond_the_basics(devhost: DevHost, model: ModelServer) -> None:
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            toolset = AsyncToolSet()
+            toolset.add(AsyncFunctionTool({get_weather_async}))
+            agent = await client.create_agent(model="gpt-test", instructions="x", toolset=toolset)
+            model.script(text("Hi."))
+            run = await client.create_thread_and_process_run(
+                agent_id=agent.id,
+                thread=AgentThreadCreationOptions(messages=[ThreadMessageOptions(role="user", content="Hi")]),
+            )
+            assert run.status == RunStatus.COMPLETED
+            thread = await client.threads.update(run.thread_id, metadata={"topic": "greeting"})
+            assert thread.metadata == {"topic": "greeting"}
+            assert [r.id async for r in client.runs.list(thread_id=thread.id)] == [run.id]
+            steps = [s async for s in client.run_steps.list(thread_id=thread.id, run_id=run.id)]
+            step = await client.run_steps.get(thread_id=thread.id, run_id=run.id, step_id=steps[0].id)
+            assert step.type == "message_creation"
+            ours = [m.run_id async for m in client.messages.list(thread_id=thread.id, run_id=run.id)]
+            assert ours == [run.id]
+
+            image = await client.files.upload_and_poll(file=("dot.png", PNG), purpose="assistants")
+            await client.messages.create(
+                thread_id=thread.id,
+                role="user",
+                content=[
+                    MessageInputImageFileBlock(image_file=MessageImageFileParam(file_id=image.id)),
+                    MessageInputTextBlock(text="Weather where this was taken?"),
+                ],
+            )
+            model.script(
+                tool_calls(call("get_weather_async", {"city": "Turin"})), text(["18 C ", "in Turin."])
+            )
+            first = AsyncRecorder()
+            async with await client.runs.stream(
+                thread_id=thread.id, agent_id=agent.id, event_handler=first
+            ) as stream:
+                await stream.until_done()
+            assert first.statuses[-1] == "RunStatus.REQUIRES_ACTION"
+            run = await anext(client.runs.list(thread_id=thread.id))  # the newest
+            assert isinstance(run.required_action, SubmitToolOutputsAction)
+            outputs = await toolset.execute_tool_calls(run.required_action.submit_tool_outputs.tool_calls)
+            second = AsyncRecorder()
+            await client.runs.submit_tool_outputs_stream(
+                thread_id=thread.id, run_id=run.id, tool_outputs=outputs, event_handler=second
+            )
+            await second.until_done()
+            assert second.deltas == ["18 C ", "in Turin."]
+            assert second.statuses[-1] == "RunStatus.COMPLETED"
+            sent = model.requests[-2].messages[-1]["content"]  # the image went with the question
+            assert sent[0]["image_url"]["url"].startswith("data:image/png;base64,")
+            await client.threads.delete(thread.id)
+            await client.files.delete(image.id)
+            await client.delete_agent(agent.id)
+
+    asyncio.run(scenario())
+
+
+def test_run_overrides_the_sdk_sends_reach_the_model(agents: AgentsClient, model: ModelServer) -> None:
+    toolset = ToolSet()
+    toolset.add(FunctionTool({get_weather}))
+    agent = agents.create_agent(
+        model="gpt-test", instructions="Use get_weather.", toolset=toolset, description="d", top_p=0.9
+    )
+    assert (agent.description, agent.top_p) == ("d", 0.9)
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="Where?")])
+    schema = ResponseFormatJsonSchema(
+        name="place", schema={"type": "object", "properties": {"city": {"type": "string"}}}
+    )
+    model.script(tool_calls(call("get_weather", {"city": "Nice"})))
+    run = agents.runs.create(
+        thread_id=thread.id,
+        agent_id=agent.id,
+        model="gpt-other",
+        temperature=0.1,
+        top_p=0.5,
+        max_prompt_tokens=5000,
+        parallel_tool_calls=False,
+        response_format=ResponseFormatJsonSchemaType(json_schema=schema),
+        tool_choice=AgentsNamedToolChoice(
+            type=AgentsNamedToolChoiceType.FUNCTION, function=FunctionName(name="get_weather")
+        ),
+    )
+    run = settled(agents, run)
+    assert run.status == RunStatus.REQUIRES_ACTION
+    assert (run.model, run.temperature, run.top_p, run.parallel_tool_calls) == ("gpt-other", 0.1, 0.5, False)
+    sent = model.last_request().json
+    assert (sent["model"], sent["temperature"], sent["top_p"], sent["parallel_tool_calls"]) == (
+        "gpt-other",
+        0.1,
+        0.5,
+        False,
+    )
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "place"
+    agents.runs.cancel(thread_id=thread.id, run_id=run.id)

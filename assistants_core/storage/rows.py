@@ -41,6 +41,7 @@ TRANSACTION_OPERATIONS = 100
 # 4 MiB, less room for the multipart envelope that `transaction_bytes` does not count.
 TRANSACTION_BYTES = 4 * 1024 * 1024 - 128 * 1024
 
+MAX_PAGE_ROWS = 1000  # the most entities Table Storage returns in one response (its $top cap)
 PART_SEPARATOR = "."  # sorts below every id character: a document's rows follow its first row
 PAST = "~"  # sorts above every id character: a bound just past a key and the rows under it
 _PARTS = [f"p{i:02}" for i in range(PARTS_PER_ROW)]
@@ -256,7 +257,7 @@ class Partition:
         return self.table.query_entities(
             query,
             parameters={"pk": self.partition, "low": low, "high": high},
-            results_per_page=page_size,
+            results_per_page=min(page_size, MAX_PAGE_ROWS),
             select=select,
         )
 
