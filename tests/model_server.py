@@ -95,6 +95,7 @@ __all__ = [
     "malformed",
     "prompt_tokens",
     "rate_limit",
+    "searching",
     "split_words",
     "text",
     "tool_calls",
@@ -337,6 +338,31 @@ def hang(
     if after is None:
         return text(content, **options).replace(hang=True)
     return text(content, **options).replace(stall_after=after)
+
+
+SEARCH_FUNCTION = "file_search"
+_MARKER = re.compile(r"【\d+:\d+†[^】\n]*】")
+
+
+def searching(body: Mapping[str, Any]) -> Reply | None:
+    """A responder that uses an offered search function (`file_search`) as a model would: asked
+    by the user, it searches, with the question as its one query; given the results, it answers
+    with the first result's first line, citing it with the marker the result came with; offered
+    no search, it gives the default reply (None)."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool" and isinstance(last.get("content"), str):
+        markers = _MARKER.findall(last["content"])
+        if not markers:
+            return text("I found nothing about it in the files.")
+        block = last["content"].split(markers[0], 1)[1].strip()
+        return text(f"According to the files, {block.splitlines()[0].rstrip('.')} {markers[0]}.")
+    offered = any(
+        (tool.get("function") or {}).get("name") == SEARCH_FUNCTION for tool in body.get("tools") or []
+    )
+    if offered and last.get("role") == "user":
+        return tool_calls(call(SEARCH_FUNCTION, {"queries": [_message_text(last)]}))
+    return None
 
 
 def _as_reply(value: Reply | str) -> Reply:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -246,3 +247,31 @@ def test_every_stream_ends_once_and_its_snapshots_match_its_deltas(
         assert texts and all(texts.values())
     if cell == "cancel-args":
         assert arguments and all(arguments.values())
+
+
+def test_a_stream_whose_client_hung_up_keeps_the_same_text(devhost: DevHost, scripted: ModelServer) -> None:
+    """The text kept does not depend on the stream's client: one that hangs up mid-answer leaves
+    a run whose cut message holds what the model wrote, as it would have been streamed."""
+    with httpx.Client(base_url=devhost.api_url, headers={"api-key": API_KEYS[0]}, timeout=60) as http:
+        assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
+        thread = {"messages": [{"role": "user", "content": "cell:cancel-text"}]}
+        thread_id = http.post("/threads", json=thread).json()["id"]
+        body = {"assistant_id": assistant_id, "stream": True}
+        with http.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
+            events = sse_events(response.iter_lines())
+            run_id = next(events)[1]["id"]
+            sent = ""
+            for name, data in events:
+                if name == "thread.message.delta":
+                    sent += data["delta"]["content"][0]["text"]["value"]
+                if sent == "Partial words then":  # all the model writes before it falls silent
+                    break
+        # The client is gone; the run goes on until it is cancelled.
+        assert http.post(f"/threads/{thread_id}/runs/{run_id}/cancel").status_code == 200
+        deadline = time.monotonic() + 30
+        while http.get(f"/threads/{thread_id}/runs/{run_id}").json()["status"] != "cancelled":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (reply,) = http.get(f"/threads/{thread_id}/messages", params={"run_id": run_id}).json()["data"]
+    assert reply["status"] == "incomplete" and reply["incomplete_details"] == {"reason": "run_cancelled"}
+    assert reply["content"][0]["text"]["value"] == sent
