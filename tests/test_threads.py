@@ -33,6 +33,7 @@ def test_create_thread_defaults(client: OpenAI, http: httpx.Client) -> None:
 
 
 def test_create_thread_with_messages_metadata_and_tool_resources(client: OpenAI, http: httpx.Client) -> None:
+    file_a = client.files.create(file=("a.txt", b"a"), purpose="assistants").id
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "What is 2 + 2?", "metadata": {"n": "1"}},
@@ -41,16 +42,16 @@ def test_create_thread_with_messages_metadata_and_tool_resources(client: OpenAI,
                 "role": "user",
                 "content": "Thanks",
                 "attachments": [
-                    {"file_id": "file-a", "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]}
+                    {"file_id": file_a, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]}
                 ],
             },
         ],
         metadata={"topic": "math"},
-        tool_resources={"code_interpreter": {"file_ids": ["file-a"]}},
+        tool_resources={"code_interpreter": {"file_ids": [file_a]}},
     )
     assert thread.metadata == {"topic": "math"}
     assert thread.tool_resources is not None and thread.tool_resources.code_interpreter is not None
-    assert thread.tool_resources.code_interpreter.file_ids == ["file-a"]
+    assert thread.tool_resources.code_interpreter.file_ids == [file_a]
     assert client.beta.threads.retrieve(thread.id) == thread
 
     messages = http.get(f"/threads/{thread.id}/messages", params={"order": "asc"}).json()["data"]
@@ -75,7 +76,7 @@ def test_create_thread_with_messages_metadata_and_tool_resources(client: OpenAI,
         "metadata": {"n": "1"},
     }
     assert messages[2]["attachments"] == [
-        {"file_id": "file-a", "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]}
+        {"file_id": file_a, "tools": [{"type": "code_interpreter"}, {"type": "file_search"}]}
     ]
 
 
