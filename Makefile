@@ -11,6 +11,9 @@ BIN := $(VENV)/bin
 SDK_1_58 := .venv-openai-1.58
 # code_interpreter's own Python (requirements-sandbox.txt), which runs under bubblewrap.
 SANDBOX_ENV := .venv-sandbox
+# Its interpreter must be readable by the unprivileged users sessions run as: the system's
+# Python 3.11 where there is one (an install under /root, like pyenv's, is not).
+SANDBOX_PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo $(PYTHON))
 
 .PHONY: setup bubblewrap serve test fuzz load bench lint format clean
 
@@ -27,7 +30,7 @@ $(SDK_1_58)/.installed:
 	touch $@
 
 $(SANDBOX_ENV)/.installed: requirements-sandbox.txt
-	test -x $(SANDBOX_ENV)/bin/python || $(PYTHON) -m venv $(SANDBOX_ENV)
+	test -x $(SANDBOX_ENV)/bin/python || $(SANDBOX_PYTHON) -m venv $(SANDBOX_ENV)
 	$(SANDBOX_ENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sandbox.txt
 	touch $@
 

@@ -55,6 +55,10 @@ ENV_DIR = "/opt/env"  # the venv, bound here so that the host's paths stay unsee
 INTERRUPT_GRACE_SECONDS = 5.0
 READY_SECONDS = 30.0
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit; bigger outputs are refused
+# Run as root, each session gets a host user of its own (from this range, per instance): the
+# process limit counts per user, and root's processes escape it even in a user namespace.
+_UID_BASE = 0x60000000
+_UIDS_PER_INSTANCE = 100_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -62,6 +66,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class _Session:
     key: str
     directory: Path
+    uid: int | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     interrupt: threading.Event = field(default_factory=threading.Event)
     process: subprocess.Popen[bytes] | None = None
@@ -94,6 +99,8 @@ class LocalSandbox(Sandbox):
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}  # least recently used first
         self._root: Path | None = None
+        self._created = 0
+        self._as_root = os.geteuid() == 0 and not settings.unsafe_local
         self.unavailable = self._probe()
 
     # The interface.
@@ -209,10 +216,17 @@ class LocalSandbox(Sandbox):
             if entry is None:
                 if self._root is None:
                     self._root = Path(tempfile.mkdtemp(prefix="assistants-sandbox-"))
+                    self._root.chmod(0o711)  # sessions' users may pass, never list
                 directory = Path(tempfile.mkdtemp(dir=self._root))
-                (directory / "data").mkdir()
-                (directory / "conn").mkdir()
-                entry = _Session(key, directory)
+                uid = None
+                if self._as_root:
+                    self._created += 1
+                    uid = _instance_uid_base() + self._created % _UIDS_PER_INSTANCE
+                for path in (directory, directory / "data", directory / "conn"):
+                    path.mkdir(exist_ok=True)
+                    if uid is not None:
+                        os.chown(path, uid, uid)
+                entry = _Session(key, directory, uid)
             self._sessions[key] = entry  # now the most recently used
             evicted = self._evict(keep=entry) if start and not entry.alive() else []
         for victim in evicted:
@@ -320,6 +334,9 @@ class LocalSandbox(Sandbox):
             "--core=0",
             "--",
         ]
+        user = []
+        if entry.uid is not None:
+            user = ["setpriv", f"--reuid={entry.uid}", f"--regid={entry.uid}", "--clear-groups", "--"]
         kernel = [
             str(self.python) if self.settings.unsafe_local else f"{ENV_DIR}/bin/python",
             "-m",
@@ -332,7 +349,7 @@ class LocalSandbox(Sandbox):
         ]
         if self.settings.unsafe_local:
             return limits + kernel
-        return limits + self._bwrap(entry) + kernel
+        return user + limits + self._bwrap(entry) + kernel
 
     def _bwrap(self, entry: _Session) -> list[str]:
         argv = [
@@ -463,6 +480,8 @@ class LocalSandbox(Sandbox):
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.chmod(temporary, 0o644)
+            if entry.uid is not None:  # the code may change or remove what it was given
+                os.chown(temporary, entry.uid, entry.uid)
             os.replace(temporary, entry.data / name)  # replaces a link itself, never its target
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -498,8 +517,13 @@ class LocalSandbox(Sandbox):
                 "(ASSISTANTS_SANDBOX_ENDPOINT). "
                 f"{SANDBOX_UNSAFE_LOCAL}=1 runs code without any sandbox, for trusted use only."
             )
+        user = []
+        if self._as_root:
+            if shutil.which("setpriv") is None:
+                return "setpriv is not installed: install util-linux"
+            user = ["setpriv", f"--reuid={_instance_uid_base()}", f"--regid={_instance_uid_base()}", "--clear-groups"]
         probe = subprocess.run(
-            ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+            [*user, "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "true"],
             capture_output=True,
             timeout=30,
             check=False,
@@ -542,6 +566,10 @@ def _read_regular(path: Path) -> bytes:
         if info.st_size > MAX_FILE_BYTES:
             raise SandboxError(f"/mnt/data/{path.name} is larger than {MAX_FILE_BYTES} bytes")
         return opened.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+
+
+def _instance_uid_base() -> int:
+    return _UID_BASE + (os.getpid() % 4096) * _UIDS_PER_INSTANCE
 
 
 def _base_prefix(python: Path) -> str:
