@@ -165,7 +165,12 @@ class DynamicSessionsServer:
     def _execute(self, identifier: str, session: FakeSession, request: dict[str, Any]) -> dict[str, Any]:
         assert set(request) == {"codeInputType", "executionType", "code", "timeoutInSeconds"}, request
         if self._scripted:
-            return {"id": "exec-1", "identifier": identifier, "executionType": "Synchronous", **self._scripted.pop(0)}
+            return {
+                "id": "exec-1",
+                "identifier": identifier,
+                "executionType": "Synchronous",
+                **self._scripted.pop(0),
+            }
         out, err = io.StringIO(), io.StringIO()
         shown: list[bytes] = []
 

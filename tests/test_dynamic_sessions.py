@@ -83,7 +83,12 @@ def test_a_failing_cell_is_logs(pool: DynamicSessionsServer) -> None:
 def test_files_in_are_uploaded_once_and_files_out_listed_and_read(pool: DynamicSessionsServer) -> None:
     sandbox = client(pool)
     reads: list[str] = []
-    inputs = [InputFile("data v1.csv", lambda: reads.append("data") or b"a,b\n1,2\n")]
+
+    def read() -> bytes:
+        reads.append("data")
+        return b"a,b\n1,2\n"
+
+    inputs = [InputFile("data v1.csv", read)]
     result = sandbox.execute(KEY, "save('out.csv', b'x,y\\n')", files_in=inputs)
     assert result.files_put == ("data v1.csv",)
     assert [f.path for f in result.files_written] == ["/mnt/data/out.csv"]
@@ -121,7 +126,11 @@ def test_a_timeout_and_a_failed_execution(pool: DynamicSessionsServer) -> None:
             "result": {
                 "stdout": "",
                 "stderr": "",
-                "executionResult": {"type": "image", "format": "png", "base64_data": base64.b64encode(PNG).decode()},
+                "executionResult": {
+                    "type": "image",
+                    "format": "png",
+                    "base64_data": base64.b64encode(PNG).decode(),
+                },
             },
         }
     )

@@ -591,10 +591,17 @@ def test_the_identity_may_execute_in_the_pool_and_only_there() -> None:
     role = properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
     assert variables[role]["value"] == SESSION_EXECUTOR
     assert assignment["scope"] == "pool"
-    assert (properties["principalId"], properties["principalType"]) == ("identityPrincipalId", "ServicePrincipal")
+    assert (properties["principalId"], properties["principalType"]) == (
+        "identityPrincipalId",
+        "ServicePrincipal",
+    )
     name = assignment["name"]["function"]
     assert name["type"] == "guid"
-    assert [dotted(argument) for argument in name["parameters"].values()] == ["pool.id", "identityPrincipalId", role]
+    assert [dotted(argument) for argument in name["parameters"].values()] == [
+        "pool.id",
+        "identityPrincipalId",
+        role,
+    ]
     for path in BICEP_FILES:
         if path.name != "sessions.bicep":
             assert SESSION_EXECUTOR not in path.read_text(), path

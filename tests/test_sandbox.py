@@ -4,7 +4,6 @@ test_sandbox_security.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -59,7 +58,11 @@ def test_files_in_are_put_once_and_files_out_are_reported(sandbox: LocalSandbox)
     reads: list[str] = []
 
     def source(name: str, data: bytes) -> InputFile:
-        return InputFile(name, lambda: reads.append(name) or data)
+        def read() -> bytes:
+            reads.append(name)
+            return data
+
+        return InputFile(name, read)
 
     inputs = [source("data.csv", b"a,b\n1,2\n3,4\n"), source("notes v2.txt", b"hello")]
     code = (
@@ -235,7 +238,11 @@ def test_sandbox_settings() -> None:
     pool = SandboxSettings.from_environ({"ASSISTANTS_SANDBOX_ENDPOINT": "https://x.dynamicsessions.io/p/"})
     assert (pool.kind, pool.endpoint) == ("dynamic_sessions", "https://x.dynamicsessions.io/p")
     chosen = SandboxSettings.from_environ(
-        {"ASSISTANTS_SANDBOX": "local", "ASSISTANTS_SANDBOX_ENDPOINT": "https://x", "ASSISTANTS_SANDBOX_SECRET": "s"}
+        {
+            "ASSISTANTS_SANDBOX": "local",
+            "ASSISTANTS_SANDBOX_ENDPOINT": "https://x",
+            "ASSISTANTS_SANDBOX_SECRET": "s",
+        }
     )
     assert (chosen.kind, chosen.secret) == ("local", b"s")
     for bad in (

@@ -4,7 +4,6 @@ limit fails the test rather than the machine."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import threading
@@ -43,7 +42,9 @@ class Listener:
         self.unix.bind("\0" + self.abstract_name)
         self.unix.listen()
         self.accepted = 0
-        self._threads = [threading.Thread(target=self._accept, args=(s,), daemon=True) for s in (self.tcp, self.unix)]
+        self._threads = [
+            threading.Thread(target=self._accept, args=(s,), daemon=True) for s in (self.tcp, self.unix)
+        ]
         for thread in self._threads:
             thread.start()
 

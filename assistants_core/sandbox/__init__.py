@@ -133,8 +133,9 @@ class Sandbox(ABC):
         """End the sessions idle past the setting; how many were ended. A timer may call it."""
         return 0
 
+    @abstractmethod
     def close(self) -> None:
-        """End every session this instance holds (the service stops)."""
+        """End every session this instance holds, and what it holds them with (the service stops)."""
 
 
 def session_key(secret: bytes, thread_id: str) -> str:

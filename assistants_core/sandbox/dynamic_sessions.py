@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -34,9 +34,6 @@ from assistants_core.sandbox import (
 )
 from assistants_core.settings import SandboxSettings
 
-if TYPE_CHECKING:
-    from azure.core.credentials import AccessToken
-
 API_VERSION = "2025-10-02-preview"
 SCOPE = "https://dynamicsessions.io/.default"
 MAX_UPLOAD_BYTES = 128 * 1024 * 1024  # the pool answers 413 above
@@ -46,8 +43,17 @@ _HTTP_MARGIN_SECONDS = 30.0
 _TOKEN_MARGIN_SECONDS = 300
 
 
+class Token(Protocol):
+    @property
+    def token(self) -> str: ...
+    @property
+    def expires_on(self) -> int: ...
+
+
 class TokenSource(Protocol):
-    def get_token(self, *scopes: str) -> AccessToken: ...
+    """azure-identity's credentials (DefaultAzureCredential: the managed identity in Azure)."""
+
+    def get_token(self, *scopes: str) -> Token: ...
 
 
 class DynamicSessionsSandbox(Sandbox):
@@ -130,9 +136,7 @@ class DynamicSessionsSandbox(Sandbox):
         check_file_name(name)
         if len(data) > MAX_UPLOAD_BYTES:
             raise SandboxError(f"{name} is larger than the {MAX_UPLOAD_BYTES} bytes a session accepts")
-        self._request(
-            "POST", "/files", session, files={"file": (name, data, "application/octet-stream")}
-        )
+        self._request("POST", "/files", session, files={"file": (name, data, "application/octet-stream")})
 
     def list_files(self, session: str) -> list[DataFile]:
         files = []
@@ -150,18 +154,14 @@ class DynamicSessionsSandbox(Sandbox):
                     "/mnt/data/",
                 ):
                     continue
-                files.append(
-                    DataFile(item["name"], int(item.get("sizeInBytes") or 0), _timestamp(item))
-                )
+                files.append(DataFile(item["name"], int(item.get("sizeInBytes") or 0), _timestamp(item)))
             url = page.get("nextLink")
             if not url:
                 return sorted(files, key=lambda f: f.name)
 
     def read_file(self, session: str, name: str) -> bytes:
         check_file_name(name)
-        response = self._request(
-            "GET", f"/files/{quote(name, safe='')}/content", session, not_found=True
-        )
+        response = self._request("GET", f"/files/{quote(name, safe='')}/content", session, not_found=True)
         return response.content
 
     def interrupt(self, session: str) -> None:

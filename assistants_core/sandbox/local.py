@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from assistants_core.sandbox import (
     DataFile,
@@ -43,7 +43,7 @@ from assistants_core.sandbox import (
 from assistants_core.settings import SANDBOX_UNSAFE_LOCAL, SandboxSettings
 
 if TYPE_CHECKING:
-    from jupyter_client.blocking import BlockingKernelClient
+    from jupyter_client.blocking.client import BlockingKernelClient
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENV = ROOT / ".venv-sandbox"
@@ -178,9 +178,7 @@ class LocalSandbox(Sandbox):
     def reap_idle(self) -> int:
         deadline = time.monotonic() - self.settings.idle_seconds
         with self._lock:
-            idle = [
-                s for s in self._sessions.values() if s.last_used < deadline and s.lock.acquire(False)
-            ]
+            idle = [s for s in self._sessions.values() if s.last_used < deadline and s.lock.acquire(False)]
             for entry in idle:
                 del self._sessions[entry.key]
         for entry in idle:
@@ -248,7 +246,7 @@ class LocalSandbox(Sandbox):
 
     def _evict(self, keep: _Session) -> list[_Session]:
         live = [s for s in self._sessions.values() if s is not keep and s.alive()]
-        evicted = []
+        evicted: list[_Session] = []
         while len(live) - len(evicted) >= self.settings.max_sessions:
             victim = next((s for s in live if s not in evicted and s.lock.acquire(False)), None)
             if victim is None:
@@ -272,7 +270,7 @@ class LocalSandbox(Sandbox):
     # The kernel.
 
     def _start(self, entry: _Session) -> None:
-        from jupyter_client.blocking import BlockingKernelClient
+        from jupyter_client.blocking.client import BlockingKernelClient
 
         conn = entry.directory / "conn"
         inside = KERNEL_DIR if not self.settings.unsafe_local else str(conn)
@@ -304,7 +302,7 @@ class LocalSandbox(Sandbox):
         finally:
             log.close()
         client = BlockingKernelClient()
-        client.load_connection_info({**info, "ip": str(conn / "k")})
+        client.load_connection_info(cast("Any", {**info, "ip": str(conn / "k")}))
         client.start_channels()
         entry.client = client
         deadline = time.monotonic() + READY_SECONDS
@@ -439,7 +437,9 @@ class LocalSandbox(Sandbox):
                 interrupted_at = now
                 client.control_channel.send(client.session.msg("interrupt_request", {}))
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_SECONDS:
-                outputs.append(Logs("\n[the cell did not stop when interrupted: the session was restarted]\n"))
+                outputs.append(
+                    Logs("\n[the cell did not stop when interrupted: the session was restarted]\n")
+                )
                 lost = True
                 break
             if not entry.alive():
@@ -521,9 +521,24 @@ class LocalSandbox(Sandbox):
         if self._as_root:
             if shutil.which("setpriv") is None:
                 return "setpriv is not installed: install util-linux"
-            user = ["setpriv", f"--reuid={_instance_uid_base()}", f"--regid={_instance_uid_base()}", "--clear-groups"]
+            user = [
+                "setpriv",
+                f"--reuid={_instance_uid_base()}",
+                f"--regid={_instance_uid_base()}",
+                "--clear-groups",
+            ]
         probe = subprocess.run(
-            [*user, "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+            [
+                *user,
+                "bwrap",
+                "--unshare-all",
+                "--unshare-user",
+                "--die-with-parent",
+                "--ro-bind",
+                "/",
+                "/",
+                "true",
+            ],
             capture_output=True,
             timeout=30,
             check=False,
