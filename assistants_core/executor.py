@@ -580,7 +580,7 @@ class Executor:
                 if tool is None or isinstance(call, FunctionToolCall):
                     continue
                 try:
-                    for item in tool.execute(tools, call):
+                    for item in tool.execute(tools, call, position):
                         if isinstance(item, FileSearchToolCall | CodeInterpreterToolCall):
                             details.tool_calls[position] = item  # the call, executed
                         else:

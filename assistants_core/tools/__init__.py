@@ -60,9 +60,12 @@ class BuiltinTool(Shape, Protocol):
     def offer(self, tools: RunTools) -> dict[str, Any] | None:
         """The chat-completions tool for this run, or None if it has nothing to offer."""
 
-    def execute(self, tools: RunTools, call: BuiltinToolCall) -> Iterator[CallDelta | BuiltinToolCall]:
-        """Runs the call, yielding deltas as it goes and, last, the call with its outputs and
-        its `model_turn` (what the model is given back); ToolFailure if it cannot."""
+    def execute(
+        self, tools: RunTools, call: BuiltinToolCall, index: int
+    ) -> Iterator[CallDelta | BuiltinToolCall]:
+        """Runs the call (at `index` in its step), yielding deltas as it goes and, last, the call
+        with its outputs and its `model_turn` (what the model is given back); ToolFailure if it
+        cannot."""
 
 
 class Toolbox:

@@ -100,7 +100,9 @@ class FileSearch:
         turn = None if arguments is None else ModelTurn(name=name, arguments=arguments, output="")
         return FileSearchToolCall(id=call_id, model_turn=turn)
 
-    def execute(self, tools: RunTools, call: BuiltinToolCall) -> Iterator[CallDelta | BuiltinToolCall]:
+    def execute(
+        self, tools: RunTools, call: BuiltinToolCall, index: int
+    ) -> Iterator[CallDelta | BuiltinToolCall]:
         assert call.model_turn is not None
         tools.check()
         count, ranking = options(tools.run)
