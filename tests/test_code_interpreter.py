@@ -5,6 +5,9 @@ thread's (state kept between runs, ended with the thread)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 from openai import AssistantEventHandler, OpenAI
 
 from tests.model_server import ModelServer, Reply, call, text, tool_calls
-from tests.support import text_of
+from tests.support import API_KEYS, ROOT, DevHost, text_of
 
 CODE_PREFIX = "run:"
 
@@ -104,7 +107,15 @@ def test_input_files_plots_and_written_files(client: OpenAI, coding: ModelServer
         f for f in client.files.list(purpose="assistants_output") if f.filename == "/mnt/data/doubled.csv"
     ]
     assert made and b"n" in client.files.content(made[0].id).content
-    assert "sandbox:/mnt/data/doubled.csv" in text_of(client.beta.threads.messages.list(thread_id).data[0])
+    # The reply shows the image first, and its link to the written file is a file_path annotation.
+    reply = client.beta.threads.messages.list(thread_id).data[0]
+    image_part, text_part = reply.content
+    assert image_part.type == "image_file" and image_part.image_file.file_id == image.id
+    assert text_part.type == "text" and "sandbox:/mnt/data/doubled.csv" in text_part.text.value
+    (annotation,) = text_part.text.annotations
+    assert annotation.type == "file_path" and annotation.file_path.file_id == made[0].id
+    value = text_part.text.value
+    assert value[annotation.start_index : annotation.end_index] == "sandbox:/mnt/data/doubled.csv"
 
 
 def test_code_and_outputs_stream_as_deltas(client: OpenAI, coding: ModelServer) -> None:
@@ -166,3 +177,32 @@ def test_deleting_the_thread_ends_its_session(client: OpenAI, coding: ModelServe
     # A new thread has a session of its own: nothing of the old one's state.
     other, _ = ask(client, "print('secret' in globals())")
     assert code_step(client, other)[1].code_interpreter.outputs[0].logs == "False\n"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("kind", ["azure", "openai"])
+def test_the_js_sdk_streams_code_and_images(kind: str, devhost: DevHost, coding: ModelServer) -> None:
+    code = 'import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\nprint("drawn")'
+    given = {
+        "apiUrl": devhost.api_url,
+        "azureEndpoint": devhost.base_url,
+        "apiKey": API_KEYS[0],
+        "kind": kind,
+        "code": code,
+    }
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "js" / "tools" / "code_interpreter.mjs"), json.dumps(given)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout)
+    assert seen["run"]["status"] == "completed" and seen["polled"] == "completed"
+    assert seen["created"] == ["code_interpreter"] and seen["input"] == code and seen["done"] == [code]
+    assert sorted(seen["outputs"]) == [[0, "logs"], [1, "image"]]
+    (message,) = seen["messages"]
+    assert [p["type"] for p in message["content"]] == ["image_file", "text"]
+    assert seen["texts"] == [message["content"][1]["text"]["value"]]
+    assert seen["stored"][0]["content"] == message["content"]

@@ -19,7 +19,7 @@ from ..models.tool_calls import BuiltinToolCall, CodeInterpreterCallDelta, FileS
 from ..models.tools import ToolResources
 
 if TYPE_CHECKING:
-    from .file_search import Citations
+    from .annotations import Annotator
 
 CallDelta = ToolCallHeaderDelta | ToolCallDelta | FileSearchCallDelta | CodeInterpreterCallDelta
 
@@ -93,12 +93,15 @@ class Toolbox:
     def by_kind(self, kind: str) -> BuiltinTool | None:
         return self._by_kind.get(kind)
 
-    def citations(self, calls: list[StepToolCall]) -> Citations | None:
-        """How the answer after these calls cites what they found, if they found anything."""
-        from .file_search import Citations, cited
+    def annotator(self, calls: list[StepToolCall]) -> Annotator | None:
+        """How the answer after these calls refers to what they produced (search results, files
+        the code wrote), if they produced any."""
+        from .annotations import Annotator
+        from .code_interpreter import written
+        from .file_search import cited
 
-        sources = cited(calls)
-        return Citations(sources) if sources else None
+        citations, paths = cited(calls), written(calls)
+        return Annotator(citations, paths) if citations or paths else None
 
     @property
     def reserved(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
@@ -130,7 +130,7 @@ class CodeInterpreter:
         for png in execution.images:
             image = self._files.keep("image.png", png)
             outputs.append(CodeInterpreterImage(image=ImageFileId(file_id=image.id)))
-        written = [self._kept(session, f.name) for f in execution.files_written]
+        files_written = [self._kept(session, f.name) for f in execution.files_written]
         for position, output in enumerate(outputs):
             shown = (
                 CodeInterpreterLogsDelta(index=position, logs=output.logs)
@@ -140,7 +140,10 @@ class CodeInterpreter:
             yield CodeInterpreterCallDelta(
                 index=index, code_interpreter=CodeInterpreterDelta(outputs=[shown])
             )
-        turn = call.model_turn.model_copy(update={"output": _for_model(execution, written)})
+        names = {f.filename.removeprefix("/mnt/data/"): f.id for f in files_written}
+        turn = call.model_turn.model_copy(
+            update={"output": _for_model(execution, files_written), "files": names}
+        )
         details = CodeInterpreterDetails(input=code, outputs=outputs)
         yield CodeInterpreterToolCall(id=call.id, code_interpreter=details, model_turn=turn)
 
@@ -191,6 +194,15 @@ class CodeInterpreter:
 
     def _kept(self, session: str, name: str) -> File:
         return self._files.keep(f"/mnt/data/{name}", self._sandbox.read_file(session, name))
+
+
+def written(calls: Iterable[StepToolCall]) -> dict[str, str]:
+    """The files the run's code wrote to /mnt/data: name -> file id (the latest for a name)."""
+    found: dict[str, str] = {}
+    for call in calls:
+        if isinstance(call, CodeInterpreterToolCall) and call.model_turn is not None:
+            found.update(call.model_turn.files)
+    return found
 
 
 def code_of(arguments: str) -> str:
