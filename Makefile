@@ -9,10 +9,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The Python SDK most Assistants code pinned, in a venv of its own: the tests drive it as a script.
 SDK_1_58 := .venv-openai-1.58
+# code_interpreter's own Python (requirements-sandbox.txt), which runs under bubblewrap.
+SANDBOX_ENV := .venv-sandbox
+# Its interpreter must be readable by the unprivileged users sessions run as: the system's
+# Python 3.11 where there is one (an install under /root, like pyenv's, is not).
+SANDBOX_PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo $(PYTHON))
 
-.PHONY: setup serve test fuzz load bench lint format clean
+.PHONY: setup bubblewrap serve test fuzz load bench lint format clean
 
-setup: $(VENV)/.installed node_modules/.installed $(SDK_1_58)/.installed
+setup: $(VENV)/.installed node_modules/.installed $(SDK_1_58)/.installed $(SANDBOX_ENV)/.installed bubblewrap
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +28,17 @@ $(SDK_1_58)/.installed:
 	test -x $(SDK_1_58)/bin/python || $(PYTHON) -m venv $(SDK_1_58)
 	$(SDK_1_58)/bin/python -m pip install --quiet --disable-pip-version-check openai==1.58.1
 	touch $@
+
+$(SANDBOX_ENV)/.installed: requirements-sandbox.txt
+	test -x $(SANDBOX_ENV)/bin/python || $(SANDBOX_PYTHON) -m venv $(SANDBOX_ENV)
+	$(SANDBOX_ENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sandbox.txt
+	touch $@
+
+# The local sandbox needs bwrap: installed with apt where this runs as root, else said.
+bubblewrap:
+	@command -v bwrap >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+	  || echo "bubblewrap (bwrap) is not installed: code_interpreter's local sandbox will refuse to run"
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -45,12 +61,14 @@ load: setup
 # Latency against the storage floor, round trips, growth, cold start, memory: one table; then
 # 200 concurrent clients against one dev host, with the event loop's lag (CONCURRENCY_ARGS);
 # then what a run costs over the model it calls, streams at once, polled runs (RUNS_ARGS); then
-# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS).
+# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then
+# the code sandbox: first output cold and warm against a bare kernel, memory, sessions (SANDBOX_ARGS).
 bench: setup
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
 	$(BIN)/python -W ignore::DeprecationWarning -m bench.runs $(RUNS_ARGS)
 	$(BIN)/python -m bench.files $(FILES_ARGS)
+	$(BIN)/python -m bench.sandbox $(SANDBOX_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -62,4 +80,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(SDK_1_58) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_1_58) $(SANDBOX_ENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

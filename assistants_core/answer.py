@@ -28,7 +28,7 @@ from .models.run import (
     Usage,
 )
 from .tools import CallDelta, Shape
-from .tools.file_search import Citations
+from .tools.annotations import Annotator
 
 
 @dataclass
@@ -43,7 +43,8 @@ class Answer:
     """What one model call has produced so far."""
 
     shape: Callable[[str], Shape]  # how a call to a tool of that name streams and is stored
-    citations: Citations | None = None  # the markers the text may cite the run's searches with
+    annotator: Annotator | None = None  # what the text may refer to of the run's tools' outputs
+    part: int = 0  # the index of the text part in its message
     text: str = ""  # as sent
     annotations: list[dict[str, Any]] = field(default_factory=list)  # as the message keeps them
     reason: str = "stop"
@@ -57,36 +58,34 @@ class Answer:
     def add_text(self, text: str, message_id: str) -> list[MessageDelta]:
         """The deltas that send the text: as it comes, but a citation marker held back until
         whole and sent as one delta with its annotation."""
-        pieces = self.citations.feed(text) if self.citations is not None else [(text, None)]
-        return [self._sent(piece, file_id, message_id) for piece, file_id in pieces]
+        pieces = self.annotator.feed(text) if self.annotator is not None else [(text, None)]
+        return [self._sent(piece, annotation, message_id) for piece, annotation in pieces]
 
     def flush(self, message_id: str) -> list[MessageDelta]:
         """The text held back at the end of the answer, if any."""
-        held = self.citations.flush() if self.citations is not None else ""
-        return [self._sent(held, None, message_id)] if held else []
+        pieces = self.annotator.flush() if self.annotator is not None else []
+        return [self._sent(piece, annotation, message_id) for piece, annotation in pieces]
 
-    def _sent(self, text: str, file_id: str | None, message_id: str) -> MessageDelta:
+    def _sent(self, text: str, annotation: dict[str, Any] | None, message_id: str) -> MessageDelta:
         first = not self.text
         annotations: list[dict[str, Any]] = []
-        if file_id is not None:
+        if annotation is not None:
             start = len(self.text)  # in code points, as OpenAI counts them
-            cited = {
-                "type": "file_citation",
+            kept = {
+                "type": "",
                 "text": text,
                 "start_index": start,
                 "end_index": start + len(text),
+                **annotation,
             }
-            self.annotations.append({**cited, "file_citation": {"file_id": file_id}})
-            annotations.append(
-                {
-                    "index": len(self.annotations) - 1,
-                    **cited,
-                    "file_citation": {"file_id": file_id, "quote": ""},
-                }
-            )
+            self.annotations.append(kept)
+            sent = {"index": len(self.annotations) - 1, **kept}
+            if annotation["type"] == "file_citation":  # deltas carried an empty quote
+                sent["file_citation"] = {**annotation["file_citation"], "quote": ""}
+            annotations.append(sent)
         self.text += text
         shown = annotations if annotations or first else None  # a part's first delta: [] at least
-        block = TextDeltaBlock(index=0, text=TextDelta(value=text, annotations=shown))
+        block = TextDeltaBlock(index=self.part, text=TextDelta(value=text, annotations=shown))
         return MessageDelta(id=message_id, delta=MessageDeltaContent(content=[block]))
 
     def add_call(self, fragment: ToolCallFragment) -> list[CallDelta]:

@@ -39,7 +39,7 @@ from .cancels import CancelWatch
 from .errors import InvalidRequest
 from .models import Message
 from .models.base import WireModel
-from .models.message import Text, TextContentBlock
+from .models.message import ImageFile, ImageFileContentBlock, Text, TextContentBlock
 from .models.run import (
     FunctionToolCall,
     IncompleteDetails,
@@ -68,7 +68,7 @@ from .storage import (
     next_message,
 )
 from .tools import RunTools, Toolbox, ToolFailure, function
-from .tools.file_search import Citations
+from .tools.annotations import Annotator
 
 log = logging.getLogger("assistants.runs")
 
@@ -126,6 +126,7 @@ class Execution(WireModel):
     open_message: str | None = None
     pending_usage: Usage | None = None  # of the completion that asked for the pending tool calls
     search_content: bool = False  # file_search results' content shown in the run's events
+    images: list[str] = Field(default_factory=list)  # displayed by code, for the next message
 
 
 class StoredRun(WireModel):
@@ -172,7 +173,7 @@ class _Held:
     thread: Record | None = None
     reads: conversation.Reads | None = None
     answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
-    citations: Citations | None = None  # what the run's searches gave its next answer to cite
+    annotator: Annotator | None = None  # what the run's next answer may refer to of its tools' work
 
     @property
     def run(self) -> Run:
@@ -300,7 +301,7 @@ class Executor:
         if body is None:
             yield from self._end(held, "incomplete", reason="max_prompt_tokens")
             return
-        held.answer = answer = Answer(self.tools.shape, held.citations)
+        held.answer = answer = Answer(self.tools.shape, held.annotator)
         try:
             yield from self._call(held, body, answer)
         except ModelError as exc:
@@ -319,7 +320,7 @@ class Executor:
         cannot hold even the newest message."""
         run, execution = held.run, held.state.execution
         turns, calls = conversation.turns(held.runs, run.id) if execution.steps else ([], [])
-        held.citations = self.tools.citations(calls)
+        held.annotator = self.tools.annotator(calls)
         fixed = prompt.system_message(run) + turns
         budget = self._context_tokens
         if run.max_prompt_tokens is not None:
@@ -458,12 +459,17 @@ class Executor:
             thread_id=run.thread_id,
             status="in_progress",
             role="assistant",
-            content=[],
+            # What the run's code displayed since its last message comes first.
+            content=[
+                ImageFileContentBlock(type="image_file", image_file=ImageFile(file_id=file_id))
+                for file_id in held.state.execution.images
+            ],
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
 
         def change(state: StoredRun) -> None:
+            state.execution.images = []
             state.execution.steps = step_number + 1
             state.execution.open_step, state.execution.open_message = step_id, message_id
 
@@ -474,6 +480,8 @@ class Executor:
 
         self._write(held, change, extra)
         held.thread = None  # its version moved on
+        if held.answer is not None:
+            held.answer.part = len(message.content)  # the text follows the images
         yield from _started(step)
         yield Event("thread.message.created", message)
         yield Event("thread.message.in_progress", message)
@@ -580,7 +588,7 @@ class Executor:
                 if tool is None or isinstance(call, FunctionToolCall):
                     continue
                 try:
-                    for item in tool.execute(tools, call):
+                    for item in tool.execute(tools, call, position):
                         if isinstance(item, FileSearchToolCall | CodeInterpreterToolCall):
                             details.tool_calls[position] = item  # the call, executed
                         else:
@@ -597,6 +605,8 @@ class Executor:
             if functions:
                 _ask_for(state, functions, usage)
             else:  # on to the next model call, counted as a claim counts it
+                shown = [c.images() for c in details.tool_calls if isinstance(c, CodeInterpreterToolCall)]
+                state.execution.images += [file_id for images in shown for file_id in images]
                 state.execution.open_step = None
                 state.execution.calls += 1
                 _renew(state)
@@ -677,7 +687,8 @@ class Executor:
             message = Message.model_validate_json(message_record.document)
             if written is not None and written.answer.text:
                 text = Text(value=written.answer.text, annotations=written.answer.annotations)
-                message.content = [TextContentBlock(type="text", text=text)]
+                kept = [p for p in message.content if not isinstance(p, TextContentBlock)]
+                message.content = [*kept, TextContentBlock(type="text", text=text)]
             if written is not None and written.reason is None:
                 message.status, message.completed_at = "completed", now
             else:

@@ -304,6 +304,34 @@ class Files:
             return None
         return data, media_type(File.model_validate_json(record.document).filename)
 
+    def filename(self, file_id: str) -> str | None:
+        """A file's name, if it exists."""
+        record = self.store.files().get(file_id) if ids.is_valid(ids.FILE, file_id) else None
+        return File.model_validate_json(record.document).filename if record is not None else None
+
+    def read(self, file_id: str, limit: int) -> tuple[str, bytes] | None:
+        """A file's name and bytes, if it exists; BlobTooLarge past `limit`."""
+        record = self.store.files().get(file_id) if ids.is_valid(ids.FILE, file_id) else None
+        data = self.store.blobs().read_all(file_id, limit) if record is not None else None
+        if record is None or data is None:
+            return None
+        return File.model_validate_json(record.document).filename, data
+
+    def keep(self, filename: str, data: bytes) -> File:
+        """A file the service made (code_interpreter's outputs): `assistants_output`, its name as
+        given (`/mnt/data/<name>`: not a name a client could upload under)."""
+        file_id, created_at = ids.new_id(ids.FILE)
+        size = self.store.blobs().write(file_id, [data], len(data))
+        stored = File(
+            id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="assistants_output"
+        )
+        try:
+            self.store.files().insert(file_id, stored.model_dump_json().encode(), group=stored.purpose)
+        except BaseException:
+            self.store.blobs().discard(file_id)
+            raise
+        return stored
+
     def require(self, references: Iterable[tuple[str, str]]) -> None:
         """A 400 naming the first `(param, file id)` whose file does not exist."""
         for param, file_id in references:

@@ -7,6 +7,8 @@ redo the change, so concurrent writers never lose each other's fields.
 
 from __future__ import annotations
 
+from functools import partial
+
 from . import ids
 from .backend import ModelBackend
 from .documents import NewThread, document, optimistically
@@ -29,14 +31,21 @@ from .models import (
 )
 from .pagination import ListPage, ListQuery
 from .runs import Runs
+from .sandbox import open_sandbox
 from .storage import Collection, OwnerGone, Record, Store, next_message
+from .tools import Toolbox
+from .tools.code_interpreter import CodeInterpreter
 
 
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
         self.files = Files(store)
-        self.runs = Runs(store, Executor(store, backend, images=self.files.image), self)
+        self.code = CodeInterpreter(
+            partial(open_sandbox, store.settings.sandbox), self.files, store.settings.sandbox.secret
+        )
+        tools = Toolbox([self.code])
+        self.runs = Runs(store, Executor(store, backend, tools=tools, images=self.files.image), self)
 
     # --- assistants -------------------------------------------------------------------------
 
@@ -106,7 +115,9 @@ class Service:
                 raise NotFound.object("thread", thread_id)
             return ThreadDeleted(id=thread_id)
 
-        return optimistically(attempt)
+        deleted: ThreadDeleted = optimistically(attempt)
+        self.code.end(thread_id)  # its code_interpreter session, if this instance holds one
+        return deleted
 
     def thread_record(self, thread_id: str) -> Record:
         record = self._store.threads().get(thread_id) if ids.is_valid(ids.THREAD, thread_id) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,17 @@ MODEL_BASE_URL = "ASSISTANTS_MODEL_BASE_URL"
 MODEL_API_KEY = "ASSISTANTS_MODEL_API_KEY"
 RUN_EXPIRY_SECONDS = "ASSISTANTS_RUN_EXPIRY_SECONDS"
 STREAM_HEARTBEAT_SECONDS = "ASSISTANTS_STREAM_HEARTBEAT_SECONDS"
+# code_interpreter's sandbox (assistants_core/sandbox/).
+SANDBOX = "ASSISTANTS_SANDBOX"
+SANDBOX_ENDPOINT = "ASSISTANTS_SANDBOX_ENDPOINT"
+SANDBOX_SECRET = "ASSISTANTS_SANDBOX_SECRET"
+SANDBOX_TIMEOUT_SECONDS = "ASSISTANTS_SANDBOX_TIMEOUT_SECONDS"
+SANDBOX_IDLE_SECONDS = "ASSISTANTS_SANDBOX_IDLE_SECONDS"
+SANDBOX_MAX_SESSIONS = "ASSISTANTS_SANDBOX_MAX_SESSIONS"
+SANDBOX_MEMORY_MB = "ASSISTANTS_SANDBOX_MEMORY_MB"
+SANDBOX_PROCESSES = "ASSISTANTS_SANDBOX_PROCESSES"
+SANDBOX_CPU_SECONDS = "ASSISTANTS_SANDBOX_CPU_SECONDS"
+SANDBOX_UNSAFE_LOCAL = "ASSISTANTS_SANDBOX_UNSAFE_LOCAL"
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,50}")
@@ -29,6 +41,63 @@ _QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 class ConfigurationError(RuntimeError):
     """The app cannot serve with these settings; the message says which one to fix."""
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str) -> int:
+    value = env.get(name, "").strip() or str(default)
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigurationError(f"{name} must be a number of {unit} from {low} to {high}.")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """code_interpreter's sandbox: `local` (an IPython kernel under bubblewrap, per instance) or
+    `dynamic_sessions` (an Azure Container Apps session pool at `endpoint`); by default the pool
+    when an endpoint is set, else local. The limits apply per session of the local sandbox."""
+
+    kind: str = "local"
+    endpoint: str | None = None
+    # Keys sessions (HMAC of the thread id); empty: derived from the first API key.
+    secret: bytes = b""
+    timeout_seconds: int = 60
+    idle_seconds: int = 3600
+    max_sessions: int = 4
+    memory_mb: int = 2048
+    processes: int = 64
+    cpu_seconds: int = 600
+    unsafe_local: bool = False
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str], api_keys: tuple[bytes, ...] = ()) -> SandboxSettings:
+        endpoint = env.get(SANDBOX_ENDPOINT, "").strip().rstrip("/") or None
+        kind = env.get(SANDBOX, "").strip() or ("dynamic_sessions" if endpoint else "local")
+        if kind not in ("local", "dynamic_sessions"):
+            raise ConfigurationError(f"{SANDBOX} must be local or dynamic_sessions, got {kind!r}.")
+        if kind == "dynamic_sessions" and not (endpoint and endpoint.startswith(("https://", "http://"))):
+            raise ConfigurationError(
+                f"{SANDBOX} is dynamic_sessions: set {SANDBOX_ENDPOINT} to the session pool's "
+                "management endpoint (https://<region>.dynamicsessions.io/subscriptions/...)."
+            )
+        unsafe = env.get(SANDBOX_UNSAFE_LOCAL, "").strip()
+        if unsafe not in ("", "0", "1"):
+            raise ConfigurationError(f"{SANDBOX_UNSAFE_LOCAL} must be 1 or 0 (or empty).")
+        secret = env.get(SANDBOX_SECRET, "").strip().encode()
+        if not secret and api_keys:
+            secret = hashlib.sha256(b"assistants-sandbox\0" + api_keys[0]).digest()
+        return cls(
+            kind=kind,
+            endpoint=endpoint,
+            secret=secret,
+            # Dynamic sessions stop a call at 220 s; a run expires at 600 s.
+            timeout_seconds=_bounded_int(env, SANDBOX_TIMEOUT_SECONDS, 60, 1, 220, "seconds"),
+            idle_seconds=_bounded_int(env, SANDBOX_IDLE_SECONDS, 3600, 1, 86400, "seconds"),
+            max_sessions=_bounded_int(env, SANDBOX_MAX_SESSIONS, 4, 1, 1000, "sessions"),
+            memory_mb=_bounded_int(env, SANDBOX_MEMORY_MB, 2048, 256, 1048576, "MiB"),
+            processes=_bounded_int(env, SANDBOX_PROCESSES, 64, 16, 65536, "processes"),
+            cpu_seconds=_bounded_int(env, SANDBOX_CPU_SECONDS, 600, 1, 86400, "seconds"),
+            unsafe_local=unsafe == "1",
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +116,7 @@ class Settings:
     model_api_key: str | None = None
     run_expiry_seconds: int = 600
     stream_heartbeat_seconds: float = 15.0
+    sandbox: SandboxSettings = SandboxSettings()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,4 +186,5 @@ class Settings:
             model_api_key=env.get(MODEL_API_KEY, "").strip() or None,
             run_expiry_seconds=int(expiry),
             stream_heartbeat_seconds=heartbeat_seconds,
+            sandbox=SandboxSettings.from_environ(env, keys),
         )

@@ -10,6 +10,7 @@ from .files import Files
 from .runs import Runs
 from .storage import StorageUnavailable, Store
 from .storage.queue import read_message
+from .tools.code_interpreter import CodeInterpreter
 
 log = logging.getLogger("assistants.runs")
 
@@ -20,11 +21,14 @@ REQUEUE_AFTER_SECONDS = 60
 
 
 class Worker:
-    def __init__(self, store: Store, runs: Runs, files: Files | None = None) -> None:
+    def __init__(
+        self, store: Store, runs: Runs, files: Files | None = None, code: CodeInterpreter | None = None
+    ) -> None:
         self._store = store
         self._runs = runs
         self._executor: Executor = runs.executor
         self._files = files or Files(store)  # the service's, so that its deletion hooks run
+        self._code = code
 
     def execute(self, body: bytes, dequeue_count: int | None) -> None:
         """Drive the run a queue message names. A failure is raised, so that the host delivers
@@ -50,6 +54,8 @@ class Worker:
         """End the runs that must end now (past their deadline, their executor lost), send again
         the runs queued too long, and forget the runs that have ended; expire the Uploads past
         their hour."""
+        if self._code is not None:
+            self._code.reap_idle()  # code_interpreter sessions idle past their hour
         try:
             self._files.sweep()
         except StorageUnavailable:

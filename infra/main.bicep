@@ -171,6 +171,18 @@ module roles 'modules/roles.bicep' = {
   ]
 }
 
+// code_interpreter's sandbox in Azure (ASSISTANTS_SANDBOX_ENDPOINT): a dynamic sessions pool.
+module sessions 'modules/sessions.bicep' = {
+  name: 'sessions'
+  scope: rg
+  params: {
+    name: 'sp-${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
 module api 'modules/functions.bicep' = {
   name: 'api'
   scope: rg
@@ -191,6 +203,7 @@ module api 'modules/functions.bicep' = {
     runsQueueName: runsQueueName
     modelBaseUrl: createModel ? model!.outputs.baseUrl : modelBaseUrl
     modelApiKeySecretName: storeModelApiKey ? modelApiKeySecretName : ''
+    sandboxEndpoint: sessions.outputs.poolManagementEndpoint
   }
   dependsOn: [
     roles

@@ -1,7 +1,8 @@
-"""How an answer's citation markers become annotations as it streams (assistants_core.answer and
-tools.file_search.Citations): the rules the SDKs' delta accumulation needs -- a marker sent whole
-in one delta with its annotation, each annotation index once, offsets in code points of the text
-sent so far -- whatever the fragments the model's text arrives in."""
+"""How an answer's references to its tools' work become annotations as it streams
+(assistants_core.answer and tools.annotations): citation markers (`file_citation`) and links to
+files the code wrote (`file_path`), by the rules the SDKs' delta accumulation needs -- a reference
+sent whole in one delta with its annotation, each annotation index once, offsets in code points of
+the text sent so far -- whatever the fragments the model's text arrives in."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from assistants_core.models.tool_calls import (
     ModelTurn,
 )
 from assistants_core.tools import Toolbox
-from assistants_core.tools.file_search import Citations, FileSearch, cited
+from assistants_core.tools.annotations import Annotator
+from assistants_core.tools.file_search import FileSearch, cited
 
 SOURCES = {(3, 0): "file-a", (3, 1): "file-b"}
+PATHS = {"out.csv": "file-out"}
 TEXT = "Leave is 25 days【3:0†handbook.pdf】 and 🌴 starts in May【3:1†source】【9:9†made-up】."
 
 
 def stream(fragments: list[str]) -> tuple[Answer, list[dict[str, Any]]]:
-    answer = Answer(Toolbox().shape, Citations(SOURCES))
+    answer = Answer(Toolbox().shape, Annotator(SOURCES, PATHS))
     deltas = [d.model_dump() for f in fragments for d in answer.add_text(f, "msg_1")]
     deltas += [d.model_dump() for d in answer.flush("msg_1")]
     return answer, [d["delta"]["content"][0]["text"] for d in deltas]
@@ -80,3 +83,17 @@ def test_the_sources_come_from_the_runs_searches() -> None:
     assert cited([call]) == SOURCES
     cut = FileSearch(searcher=None).call("call_2", "file_search", None)  # type: ignore[arg-type]
     assert isinstance(cut, FileSearchToolCall) and cut.model_turn is None  # a cut call keeps no turn
+
+
+@pytest.mark.parametrize("size", [1, 4, 7, 1000])
+def test_links_to_written_files_become_file_path_annotations(size: int) -> None:
+    said = "Get [it](sandbox:/mnt/data/out.csv), not sandbox:/mnt/data/other.csv; sandbox:/mnt/data/out.csv."
+    answer, parts = stream([said[i : i + size] for i in range(0, len(said), size)])
+    value, annotations = accumulate(parts)
+    assert value == answer.text == said
+    assert [(a["type"], a["text"], a["file_path"]["file_id"]) for a in annotations] == [
+        ("file_path", "sandbox:/mnt/data/out.csv", "file-out")
+    ] * 2
+    for annotation in annotations:
+        assert said[annotation["start_index"] : annotation["end_index"]] == annotation["text"]
+    assert answer.annotations == [{k: v for k, v in a.items() if k != "index"} for a in annotations]

@@ -561,3 +561,58 @@ def test_readme_settings_table_matches_the_sample() -> None:
     documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     assert documented == set(sample)
+
+
+SESSION_EXECUTOR = "0fb8eba5-a2bb-4abe-b1c1-49dfad359bb0"  # Azure ContainerApps Session Executor
+
+
+def test_code_interpreter_runs_in_a_python_session_pool_without_egress() -> None:
+    pool = only("modules/sessions.bicep", "Microsoft.App/sessionPools")
+    properties = pool["properties"]
+    assert properties["containerType"] == "PythonLTS"
+    assert properties["poolManagementType"] == "Dynamic"
+    assert properties["sessionNetworkConfiguration"] == {"status": "EgressDisabled"}
+    lifecycle = properties["dynamicPoolConfiguration"]["lifecycleConfiguration"]
+    assert lifecycle == {"lifecycleType": "Timed", "cooldownPeriodInSeconds": "cooldownSeconds"}
+    parameters = parsed("modules/sessions.bicep")["parameters"]
+    assert parameters["cooldownSeconds"]["default"] == 3600  # the idle hour, as the local sandbox's
+    assert {"type": "min_value", "argument": 300} in parameters["cooldownSeconds"]["decorators"]
+    assert {"type": "max_value", "argument": 3600} in parameters["cooldownSeconds"]["decorators"]
+    assert condition_of("modules/sessions.bicep", "pool") is None
+    assert dotted(parsed("modules/sessions.bicep")["outputs"]["poolManagementEndpoint"]["value"]) == (
+        "pool.properties.poolManagementEndpoint"
+    )
+
+
+def test_the_identity_may_execute_in_the_pool_and_only_there() -> None:
+    (assignment,) = resources("modules/sessions.bicep", "Microsoft.Authorization/roleAssignments")
+    variables = parsed("modules/sessions.bicep")["variables"]
+    properties = assignment["properties"]
+    role = properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert variables[role]["value"] == SESSION_EXECUTOR
+    assert assignment["scope"] == "pool"
+    assert (properties["principalId"], properties["principalType"]) == (
+        "identityPrincipalId",
+        "ServicePrincipal",
+    )
+    name = assignment["name"]["function"]
+    assert name["type"] == "guid"
+    assert [dotted(argument) for argument in name["parameters"].values()] == [
+        "pool.id",
+        "identityPrincipalId",
+        role,
+    ]
+    for path in BICEP_FILES:
+        if path.name != "sessions.bicep":
+            assert SESSION_EXECUTOR not in path.read_text(), path
+    module = parsed("main.bicep")["modules"]["sessions"]
+    assert module["detail"]["path"] == "modules/sessions.bicep"
+    assert dotted(module["config"]["params"]["identityPrincipalId"]) == "identity.outputs.principalId"
+
+
+def test_the_app_is_given_the_pools_endpoint() -> None:
+    settings = only("modules/functions.bicep", "Microsoft.Web/sites/config")["properties"]
+    assert settings["ASSISTANTS_SANDBOX_ENDPOINT"] == "sandboxEndpoint"
+    passed = parsed("main.bicep")["modules"]["api"]["config"]["params"]["sandboxEndpoint"]
+    assert dotted(passed) == "sessions.outputs.poolManagementEndpoint"
+    assert sample_settings()["ASSISTANTS_SANDBOX_ENDPOINT"] == ""  # locally: the bubblewrap sandbox

@@ -22,6 +22,7 @@ class ModelTurn(WireModel):
     name: str
     arguments: str
     output: str
+    files: dict[str, str] = Field(default_factory=dict)  # what the output names: name -> file id
 
 
 class _BuiltinCall(WireModel):
@@ -98,6 +99,11 @@ class CodeInterpreterDetails(WireModel):
 class CodeInterpreterToolCall(_BuiltinCall):
     type: Literal["code_interpreter"] = "code_interpreter"
     code_interpreter: CodeInterpreterDetails = Field(default_factory=CodeInterpreterDetails)
+
+    def images(self) -> list[str]:
+        """The files of the images the code displayed."""
+        outputs = self.code_interpreter.outputs
+        return [o.image.file_id for o in outputs if isinstance(o, CodeInterpreterImage)]
 
 
 BuiltinToolCall = FileSearchToolCall | CodeInterpreterToolCall

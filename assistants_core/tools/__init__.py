@@ -19,7 +19,7 @@ from ..models.tool_calls import BuiltinToolCall, CodeInterpreterCallDelta, FileS
 from ..models.tools import ToolResources
 
 if TYPE_CHECKING:
-    from .file_search import Citations
+    from .annotations import Annotator
 
 CallDelta = ToolCallHeaderDelta | ToolCallDelta | FileSearchCallDelta | CodeInterpreterCallDelta
 
@@ -60,9 +60,12 @@ class BuiltinTool(Shape, Protocol):
     def offer(self, tools: RunTools) -> dict[str, Any] | None:
         """The chat-completions tool for this run, or None if it has nothing to offer."""
 
-    def execute(self, tools: RunTools, call: BuiltinToolCall) -> Iterator[CallDelta | BuiltinToolCall]:
-        """Runs the call, yielding deltas as it goes and, last, the call with its outputs and
-        its `model_turn` (what the model is given back); ToolFailure if it cannot."""
+    def execute(
+        self, tools: RunTools, call: BuiltinToolCall, index: int
+    ) -> Iterator[CallDelta | BuiltinToolCall]:
+        """Runs the call (at `index` in its step), yielding deltas as it goes and, last, the call
+        with its outputs and its `model_turn` (what the model is given back); ToolFailure if it
+        cannot."""
 
 
 class Toolbox:
@@ -90,12 +93,15 @@ class Toolbox:
     def by_kind(self, kind: str) -> BuiltinTool | None:
         return self._by_kind.get(kind)
 
-    def citations(self, calls: list[StepToolCall]) -> Citations | None:
-        """How the answer after these calls cites what they found, if they found anything."""
-        from .file_search import Citations, cited
+    def annotator(self, calls: list[StepToolCall]) -> Annotator | None:
+        """How the answer after these calls refers to what they produced (search results, files
+        the code wrote), if they produced any."""
+        from .annotations import Annotator
+        from .code_interpreter import written
+        from .file_search import cited
 
-        sources = cited(calls)
-        return Citations(sources) if sources else None
+        citations, paths = cited(calls), written(calls)
+        return Annotator(citations, paths) if citations or paths else None
 
     @property
     def reserved(self) -> frozenset[str]:

@@ -2,7 +2,7 @@
 `msearch`); the service searches the run's vector stores (the assistant's and the thread's), and
 gives the model the results, each after a citation marker `【{step}:{i}†{filename}】` to cite it
 with. The step keeps the results (their content shown only when asked for); the answer's markers
-become `file_citation` annotations as it streams (`Citations`).
+become `file_citation` annotations as it streams (annotations.py).
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ DEFINITION: dict[str, Any] = {
     },
 }
 _MARKER = re.compile(r"【(\d+):(\d+)†([^】\n]{0,255})】")
-_LONGEST_MARKER = 300  # a "【" not closed within this many characters is plain text
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,9 @@ class FileSearch:
         turn = None if arguments is None else ModelTurn(name=name, arguments=arguments, output="")
         return FileSearchToolCall(id=call_id, model_turn=turn)
 
-    def execute(self, tools: RunTools, call: BuiltinToolCall) -> Iterator[CallDelta | BuiltinToolCall]:
+    def execute(
+        self, tools: RunTools, call: BuiltinToolCall, index: int
+    ) -> Iterator[CallDelta | BuiltinToolCall]:
         assert call.model_turn is not None
         tools.check()
         count, ranking = options(tools.run)
@@ -182,55 +183,3 @@ def cited(calls: Iterable[StepToolCall]) -> dict[tuple[int, int], str]:
             for (step, i, _), result in zip(markers, call.file_search.results or [], strict=False):
                 found[int(step), int(i)] = result.file_id
     return found
-
-
-class Citations:
-    """Text as the model writes it, cut where markers stand: a marker the run's searches gave is
-    held back until whole, then sent as one piece with its annotation; any other text (a marker
-    the model made up included) goes as it comes."""
-
-    def __init__(self, sources: dict[tuple[int, int], str]) -> None:
-        self._sources = sources
-        self._held = ""
-
-    def feed(self, text: str) -> list[tuple[str, str | None]]:
-        """Pieces ready to send: (text, the cited file's id for a whole marker, else None)."""
-        self._held += text
-        pieces: list[tuple[str, str | None]] = []
-        while self._held:
-            start = self._held.find("【")
-            if start == -1:
-                pieces.append((self._held, None))
-                self._held = ""
-                break
-            if start:
-                pieces.append((self._held[:start], None))
-                self._held = self._held[start:]
-            end = self._held.find("】")
-            if end == -1:
-                if len(self._held) > _LONGEST_MARKER:  # never closed: plain text after all
-                    pieces.append((self._held[:1], None))
-                    self._held = self._held[1:]
-                    continue
-                break
-            marker, self._held = self._held[: end + 1], self._held[end + 1 :]
-            match = _MARKER.fullmatch(marker)
-            file_id = self._sources.get((int(match[1]), int(match[2]))) if match else None
-            pieces.append((marker, file_id))
-        return _merged(pieces)
-
-    def flush(self) -> str:
-        """What is held back, at the end of the answer: plain text."""
-        held, self._held = self._held, ""
-        return held
-
-
-def _merged(pieces: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-    """Adjacent plain pieces as one."""
-    merged: list[tuple[str, str | None]] = []
-    for text, file_id in pieces:
-        if merged and file_id is None and merged[-1][1] is None:
-            merged[-1] = (merged[-1][0] + text, None)
-        elif text:
-            merged.append((text, file_id))
-    return merged

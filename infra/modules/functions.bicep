@@ -22,6 +22,9 @@ param modelBaseUrl string
 @description('Key Vault secret holding the key of that endpoint; empty when it takes none (an Azure endpoint is then called as the identity).')
 param modelApiKeySecretName string
 
+@description('Management endpoint of the code_interpreter session pool (ASSISTANTS_SANDBOX_ENDPOINT).')
+param sandboxEndpoint string
+
 var modelApiKeyReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${modelApiKeySecretName})'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -123,6 +126,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ASSISTANTS_MODEL_BASE_URL: modelBaseUrl
       // A key only ever as a Key Vault reference. Without one, an Azure endpoint is called as the identity.
       ASSISTANTS_MODEL_API_KEY: empty(modelApiKeySecretName) ? '' : modelApiKeyReference
+      // code_interpreter runs in the pool's sessions, as the identity (Session Executor on the pool).
+      ASSISTANTS_SANDBOX_ENDPOINT: sandboxEndpoint
     }
   }
 }
