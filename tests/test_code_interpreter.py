@@ -9,15 +9,27 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from openai import AssistantEventHandler, OpenAI
+from openai import AssistantEventHandler, BadRequestError, OpenAI
 
 from tests.model_server import ModelServer, Reply, call, text, tool_calls
-from tests.support import API_KEYS, ROOT, DevHost, text_of
+from tests.support import (
+    API_KEYS,
+    ROOT,
+    Azurite,
+    DevHost,
+    error_of,
+    free_port,
+    running_devhost,
+    sdk_clients,
+    text_of,
+)
 
 CODE_PREFIX = "run:"
+SDK_1_58 = str(ROOT / ".venv-openai-1.58" / "bin" / "python")
 
 
 def coder(body: dict[str, Any]) -> Reply | None:
@@ -206,3 +218,114 @@ def test_the_js_sdk_streams_code_and_images(kind: str, devhost: DevHost, coding:
     assert [p["type"] for p in message["content"]] == ["image_file", "text"]
     assert seen["texts"] == [message["content"][1]["text"]["value"]]
     assert seen["stored"][0]["content"] == message["content"]
+
+
+@pytest.fixture(scope="module")
+def quick_host(azurite: Azurite, model_server: ModelServer) -> Iterator[DevHost]:
+    """A dev host whose cells may run 2 seconds."""
+    with running_devhost(
+        azurite.connection_string,
+        ASSISTANTS_MODEL_BASE_URL=model_server.base_url,
+        ASSISTANTS_SANDBOX_TIMEOUT_SECONDS="2",
+    ) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def unreachable_host(azurite: Azurite, model_server: ModelServer) -> Iterator[DevHost]:
+    """A dev host whose sandbox is a session pool nobody serves."""
+    with running_devhost(
+        azurite.connection_string,
+        ASSISTANTS_MODEL_BASE_URL=model_server.base_url,
+        ASSISTANTS_SANDBOX="dynamic_sessions",
+        ASSISTANTS_SANDBOX_ENDPOINT=f"http://127.0.0.1:{free_port()}/pool",
+    ) as host:
+        yield host
+
+
+def test_a_cell_past_the_time_limit_is_interrupted_and_says_so(
+    quick_host: DevHost, coding: ModelServer
+) -> None:
+    client = sdk_clients(quick_host)["openai"]
+    run, _ = ask(client, "import time\nprint('before', flush=True)\ntime.sleep(30)")
+    assert run.status == "completed", run.last_error
+    logs = code_step(client, run)[1].code_interpreter.outputs[0].logs
+    assert logs.startswith("before") and "timed out after 2 seconds" in logs
+    assert "interrupted" in coding.requests[-1].body["messages"][-1]["content"]
+
+
+def test_a_sandbox_that_cannot_be_reached_fails_the_run(
+    unreachable_host: DevHost, coding: ModelServer
+) -> None:
+    client = sdk_clients(unreachable_host)["openai"]
+    run, _ = ask(client, "print(1)")
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "server_error" and "code interpreter" in run.last_error.message
+    step = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id).data[0]
+    assert step.status == "failed" and step.last_error is not None
+
+
+def test_tool_choice_forces_the_code_interpreter(client: OpenAI, coding: ModelServer) -> None:
+    assistant_id = client.beta.assistants.create(model="gpt-test", tools=[{"type": "code_interpreter"}]).id
+    thread_id = client.beta.threads.create(
+        messages=[{"role": "user", "content": CODE_PREFIX + "print(1)"}]
+    ).id
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant_id, tool_choice={"type": "code_interpreter"}
+    )
+    assert run.status == "completed"
+    first, second = coding.requests[-2:]
+    assert first.body["tool_choice"] == {"type": "function", "function": {"name": "python"}}
+    assert second.body.get("tool_choice") == "auto"  # forced on the first call only
+    with pytest.raises(BadRequestError) as refused:
+        client.beta.threads.runs.create(
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            tools=[
+                {"type": "code_interpreter"},
+                {"type": "function", "function": {"name": "python", "parameters": {"type": "object"}}},
+            ],
+        )
+    assert error_of(refused.value)["param"] == "tools[1].function.name"
+
+
+def test_the_pinned_python_sdk_streams_code_and_outputs(devhost: DevHost, coding: ModelServer) -> None:
+    """`openai==1.58.1` (its own venv) streams a code_interpreter run through its event handler."""
+    script = (
+        "import json, sys\n"
+        "from openai import AssistantEventHandler, BadRequestError, OpenAI\n"
+        "client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)\n"
+        "seen = {'input': '', 'logs': '', 'done': []}\n"
+        "class H(AssistantEventHandler):\n"
+        "    def on_tool_call_delta(self, delta, snapshot):\n"
+        "        ci = delta.code_interpreter\n"
+        "        seen['input'] += (ci.input or '') if ci else ''\n"
+        "        for o in (ci.outputs or []) if ci else []:\n"
+        "            seen['logs'] += o.logs or ''\n"
+        "    def on_tool_call_done(self, tool_call):\n"
+        "        seen['done'].append(tool_call.type)\n"
+        "a = client.beta.assistants.create(model='gpt-test', tools=[{'type': 'code_interpreter'}])\n"
+        "t = client.beta.threads.create(messages=[{'role': 'user', 'content': sys.argv[3]}])\n"
+        "with client.beta.threads.runs.stream(thread_id=t.id, assistant_id=a.id, event_handler=H()) as s:\n"
+        "    s.until_done()\n"
+        "    seen['status'] = s.get_final_run().status\n"
+        "    seen['text'] = s.get_final_messages()[-1].content[0].text.value\n"
+        "print(json.dumps(seen))\n"
+    )
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv-openai-1.58" / "bin" / "python"),
+            "-c",
+            script,
+            devhost.api_url,
+            API_KEYS[0],
+            CODE_PREFIX + "print(7 * 6)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout)
+    assert seen["status"] == "completed" and seen["input"] == "print(7 * 6)" and seen["logs"] == "42\n"
+    assert "code_interpreter" in seen["done"] and seen["text"].startswith("The output was: 42")
