@@ -12,6 +12,7 @@ from typing import Any
 from . import prompt
 from .beside import beside
 from .models import Message
+from .models.message import Attachment
 from .models.run import RunStep, StepToolCall, ToolCallsDetails
 from .storage import Record, Store, ThreadRuns
 
@@ -32,9 +33,14 @@ class Reads:
         return cls(beside(store.threads().get, thread_id), beside(_newest_page, runs))
 
 
-def history(runs: ThreadRuns, run_id: str, newest: Future[tuple[list[bytes], bool]]) -> Iterator[Message]:
+def history(
+    runs: ThreadRuns,
+    run_id: str,
+    newest: Future[tuple[list[bytes], bool]],
+    attachments: list[Attachment] | None = None,
+) -> Iterator[Message]:
     """The thread's messages from before the run, newest first (the first page, `newest`,
-    already under way)."""
+    already under way); the attachments of those read are added to `attachments`."""
     after: str | None = None
     while True:
         if after is None:
@@ -44,6 +50,8 @@ def history(runs: ThreadRuns, run_id: str, newest: Future[tuple[list[bytes], boo
         for doc in documents:
             message = Message.model_validate_json(doc)
             if message.run_id != run_id:
+                if attachments is not None:
+                    attachments += message.attachments
                 yield message
         if not more or not documents:
             return

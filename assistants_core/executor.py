@@ -39,7 +39,7 @@ from .cancels import CancelWatch
 from .errors import InvalidRequest
 from .models import Message
 from .models.base import WireModel
-from .models.message import ImageFile, ImageFileContentBlock, Text, TextContentBlock
+from .models.message import Attachment, ImageFile, ImageFileContentBlock, Text, TextContentBlock
 from .models.run import (
     FunctionToolCall,
     IncompleteDetails,
@@ -174,6 +174,7 @@ class _Held:
     reads: conversation.Reads | None = None
     answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
     annotator: Annotator | None = None  # what the run's next answer may refer to of its tools' work
+    attachments: list[Attachment] = field(default_factory=list)  # of the messages the model is shown
 
     @property
     def run(self) -> Run:
@@ -328,7 +329,8 @@ class Executor:
         reads, held.reads = held.reads, None
         if reads is None:
             reads = conversation.Reads.start(self._store, held.runs, run.thread_id)
-        earlier = conversation.history(held.runs, run.id, reads.newest)
+        held.attachments = []
+        earlier = conversation.history(held.runs, run.id, reads.newest, held.attachments)
         try:
             history = prompt.fit(earlier, run, budget - prompt.estimate(fixed), self._images)
         except prompt.TooLong:
@@ -344,7 +346,8 @@ class Executor:
 
     def _run_tools(self, held: _Held, step: int = 0, check: Callable[[], None] | None = None) -> RunTools:
         thread = Thread.model_validate_json(self._thread(held).document)
-        return RunTools(held.run, thread.tool_resources, step, check or (lambda: None))
+        attached = tuple(held.attachments)
+        return RunTools(held.run, thread.tool_resources, attached, step, check or (lambda: None))
 
     def _call(self, held: _Held, body: dict[str, object], answer: Answer) -> Iterator[Event]:
         """One model call: text and tool-call deltas as they come."""

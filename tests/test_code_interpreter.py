@@ -329,3 +329,20 @@ def test_the_pinned_python_sdk_streams_code_and_outputs(devhost: DevHost, coding
     seen = json.loads(result.stdout)
     assert seen["status"] == "completed" and seen["input"] == "print(7 * 6)" and seen["logs"] == "42\n"
     assert "code_interpreter" in seen["done"] and seen["text"].startswith("The output was: 42")
+
+
+def test_a_file_attached_for_the_code_interpreter_is_in_mnt_data(client: OpenAI, coding: ModelServer) -> None:
+    attached = client.files.create(file=("words.txt", b"alpha beta"), purpose="assistants")
+    assistant_id = client.beta.assistants.create(model="gpt-test", tools=[{"type": "code_interpreter"}]).id
+    code = "print(open('/mnt/data/words.txt').read().split())"
+    message: Any = {
+        "role": "user",
+        "content": CODE_PREFIX + code,
+        "attachments": [{"file_id": attached.id, "tools": [{"type": "code_interpreter"}]}],
+    }
+    thread_id = client.beta.threads.create(messages=[message]).id
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant_id)
+    assert run.status == "completed", run.last_error
+    assert code_step(client, run)[1].code_interpreter.outputs[0].logs == "['alpha', 'beta']\n"
+    offered = coding.requests[-2].body["tools"][0]["function"]["description"]
+    assert f"/mnt/data/words.txt ({attached.id})" in offered

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..models.message import Attachment
 from ..models.run import Run, StepToolCall, ToolCallDelta, ToolCallHeaderDelta
 from ..models.tool_calls import BuiltinToolCall, CodeInterpreterCallDelta, FileSearchCallDelta
 from ..models.tools import ToolResources
@@ -30,10 +31,12 @@ class ToolFailure(Exception):
 
 @dataclass(frozen=True)
 class RunTools:
-    """What a run's tools work with: the run, and the resources of its thread."""
+    """What a run's tools work with: the run, the resources of its thread, and the attachments
+    of the thread's messages that the model is shown."""
 
     run: Run
     thread_resources: ToolResources | None = None
+    attachments: tuple[Attachment, ...] = ()
     step: int = 0  # the number of the step whose calls are executed
     # Raises if the run must stop (cancelled, expired); renews its lease while a tool works.
     check: Callable[[], None] = field(default=lambda: None)

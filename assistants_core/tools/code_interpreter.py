@@ -167,12 +167,16 @@ class CodeInterpreter:
                 raise
 
     def _inputs(self, tools: RunTools) -> list[tuple[str, str]]:
-        """(file id, name in /mnt/data) of the run's files: the assistant's, then the thread's."""
+        """(file id, name in /mnt/data) of the run's files: the assistant's, the thread's, then
+        those attached to the messages for code_interpreter."""
         found: dict[str, str] = {}
         for resources in (tools.run.tool_resources, tools.thread_resources):
             if resources is not None and resources.code_interpreter is not None:
                 for file_id in resources.code_interpreter.file_ids:
                     found.setdefault(file_id, "")
+        for attachment in reversed(tools.attachments):  # oldest first, as the model reads them
+            if any(tool.type == self.kind for tool in attachment.tools):
+                found.setdefault(attachment.file_id, "")
         names: set[str] = set()
         inputs = []
         for file_id in found:
