@@ -117,7 +117,7 @@ def test_create_thread_and_run_poll(client: OpenAI, model: ModelServer) -> None:
 
 def test_run_settings_reach_the_model(client: OpenAI, model: ModelServer) -> None:
     model.script(text("{}"))
-    # code_interpreter and file_search stay on the assistant but are not offered to the model
+    # code_interpreter is offered as the `python` function; file_search, with no store, is not
     built_in: Any = [{"type": "code_interpreter"}, {"type": "file_search"}]
     assistant_id = assistant(client, temperature=0.3, tools=[WEATHER, *built_in])
     thread_id = thread_with(client, "one", "two", "three")
@@ -144,7 +144,8 @@ def test_run_settings_reach_the_model(client: OpenAI, model: ModelServer) -> Non
         {"role": "user", "content": "three"},
         {"role": "user", "content": "four"},
     ]
-    assert sent["tools"] == [WEATHER] and sent["parallel_tool_calls"] is False
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather", "python"]
+    assert sent["tools"][0] == WEATHER and sent["parallel_tool_calls"] is False
     assert sent["tool_choice"] == "auto" and sent["response_format"] == {"type": "json_object"}
     assert sent["temperature"] == 0.3 and sent["top_p"] == 0.5
     texts = [text_of(m) for m in client.beta.threads.messages.list(thread_id=thread_id, order="asc").data]

@@ -8,6 +8,7 @@ displays and files it writes become Files (`assistants_output`).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -34,6 +35,8 @@ from ..models.tool_calls import (
 )
 from ..sandbox import Execution, InputFile, Sandbox, SandboxError, session_key
 from . import CallDelta, RunTools, ToolFailure
+
+log = logging.getLogger("assistants.runs")
 
 FUNCTION = "python"
 MAX_INPUT_BYTES = 512 * 1024 * 1024  # a file put in /mnt/data
@@ -157,6 +160,9 @@ class CodeInterpreter:
                 pass
             except SandboxError as exc:
                 raise ToolFailure(f"The code interpreter could not run the code: {exc}") from exc
+            except Exception as exc:  # the sandbox broke: the run fails, its executor goes on
+                log.exception("code_interpreter's sandbox failed")
+                raise ToolFailure("The code interpreter failed while running the code.") from exc
             try:
                 tools.check()
             except BaseException:
