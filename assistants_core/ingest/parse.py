@@ -203,15 +203,26 @@ def _shape_texts(shapes: Iterable[Any]) -> Iterator[str]:
             yield from _table_rows(shape.table.rows)
 
 
+_BLOCKS = (
+    "address,article,aside,blockquote,br,dd,div,dl,dt,figcaption,footer,form,h1,h2,h3,h4,h5,h6,"
+    "header,hr,li,main,nav,ol,p,pre,section,table,title,tr,ul"
+)
+
+
 def _html(data: bytes) -> str:
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(decode(data))
     tree.strip_tags(["script", "style", "noscript", "template", "svg"])
+    # Block elements end a line and cells are tab-separated; inline markup joins its text.
+    for node in tree.css(_BLOCKS):
+        node.insert_after("\n")
+    for node in tree.css("td,th"):
+        node.insert_after("\t")
     root = tree.body or tree.root
     if root is None:
         return ""
-    lines = (line.strip() for line in root.text(separator="\n").split("\n"))
+    lines = (line.strip() for line in root.text(separator="").split("\n"))
     return "\n".join(line for line in lines if line)
 
 
