@@ -51,6 +51,10 @@ class VectorSpaceMismatch(IndexFailure):
 
 
 class VectorIndex(Protocol):
+    def create(self, store_id: str, space: VectorSpace) -> None:
+        """The store's empty index, made once by the store's creator before any file is added
+        (idempotent when retried, not safe to race)."""
+
     def add_file(
         self,
         store_id: str,
@@ -60,7 +64,8 @@ class VectorIndex(Protocol):
         attributes: Attributes,
         chunks: Sequence[IndexedChunk],
     ) -> None:
-        """The file's chunks, replacing any it had, in one commit."""
+        """The file's chunks, replacing any it had, in one commit; `IndexFailure` if the store
+        has no index, `VectorSpaceMismatch` if the vectors are not of its space."""
 
     def set_attributes(self, store_id: str, file_id: str, attributes: Attributes) -> None:
         """New attributes for the file's chunks (what search filters see)."""

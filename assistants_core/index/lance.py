@@ -95,12 +95,14 @@ class LanceIndex:
         with self._lock:
             return self._tables.setdefault(store_id, table)
 
-    def _open_or_create(self, store_id: str, space: VectorSpace) -> Any:
-        table = self._open(store_id)
-        if table is None:
+    def create(self, store_id: str, space: VectorSpace) -> None:
+        """The store's empty table and its full-text index. Two creations of one table at once
+        could both commit (the second as an overwrite, losing rows written in between), so a
+        store's table is made once, by whoever creates the store, before any file is added."""
+
+        def make() -> None:
             import pyarrow as pa
 
-            db = self._connect()
             schema = pa.schema(
                 [
                     pa.field("id", pa.string()),
@@ -113,16 +115,25 @@ class LanceIndex:
                 ],
                 metadata={"embeddings_model": space.model, "dimensions": str(space.dimensions)},
             )
-            try:
-                created = db.create_table(store_id, schema=schema)
-            except (ValueError, OSError, RuntimeError):  # another writer created it first
-                table = self._open(store_id)
-                if table is None:
-                    raise
-            else:
-                self._ensure_fts(created)
+            table = self._open(store_id)
+            if table is None:
+                try:
+                    table = self._connect().create_table(store_id, schema=schema)
+                except ValueError:  # made meanwhile (a retried creation)
+                    table = self._open(store_id)
+                    if table is None:
+                        raise
                 with self._lock:
-                    table = self._tables.setdefault(store_id, created)
+                    table = self._tables.setdefault(store_id, table)
+            self._check_space(table, space)
+            self._ensure_fts(table)
+
+        self._guarded(f"create {store_id}", make)
+
+    def _writable(self, store_id: str, space: VectorSpace) -> Any:
+        table = self._open(store_id)
+        if table is None:
+            raise IndexFailure(f"the vector store {store_id} has no index (it was never created, or dropped)")
         self._check_space(table, space)
         return table
 
@@ -160,7 +171,7 @@ class LanceIndex:
         import pyarrow as pa
 
         def write() -> None:
-            table = self._open_or_create(store_id, space)
+            table = self._writable(store_id, space)
             rows = pa.Table.from_pylist(
                 [
                     {
