@@ -291,3 +291,31 @@ def test_the_right_file_comes_first_among_many(index: LanceIndex, store: str) ->
     }
     for question, answer in questions.items():
         assert search(index, store, question)[0].file_id == answer, question
+
+
+def test_in_azure_the_index_signs_in_as_the_managed_identity() -> None:
+    from assistants_core.storage.indexes import _service
+
+    settings = Settings(api_keys=(b"k",), storage_account_url="https://acct123.table.core.windows.net/")
+    service, options = _service(
+        settings, {"IDENTITY_ENDPOINT": "http://localhost:8081/msi/token", "AZURE_CLIENT_ID": "client-1"}
+    )
+    assert service.url.rstrip("/") == "https://acct123.blob.core.windows.net"
+    assert options == {
+        "account_name": "acct123",
+        "azure_msi_endpoint": "http://localhost:8081/msi/token",
+        "azure_client_id": "client-1",
+    }
+    assert "account_key" not in options
+
+
+def test_a_connection_string_gives_the_account_key_and_endpoint() -> None:
+    from assistants_core.storage.indexes import _service
+
+    cloud = "DefaultEndpointsProtocol=https;AccountName=acct9;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+    _, options = _service(Settings(api_keys=(b"k",), storage_connection_string=cloud))
+    assert options == {
+        "account_name": "acct9",
+        "account_key": "a2V5",
+        "azure_storage_endpoint": "https://acct9.blob.core.windows.net",
+    }

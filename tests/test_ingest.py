@@ -409,3 +409,18 @@ def test_ingestion_works_with_the_network_unreachable_and_no_tiktoken_cache(
 
 def test_the_encoding_is_loaded_once_per_process() -> None:
     assert encoding() is encoding()
+
+
+def test_embeddings_settings_default_to_openais_file_search() -> None:
+    from assistants_core.settings import ConfigurationError, Settings
+
+    base = {"ASSISTANTS_API_KEYS": "k", "ASSISTANTS_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
+    settings = Settings.from_environ(base)
+    assert (settings.embeddings_model, settings.embeddings_dimensions) == ("text-embedding-3-large", 256)
+    chosen = Settings.from_environ(
+        {**base, "ASSISTANTS_EMBEDDINGS_MODEL": "nomic-embed-text", "ASSISTANTS_EMBEDDINGS_DIMENSIONS": "768"}
+    )
+    assert (chosen.embeddings_model, chosen.embeddings_dimensions) == ("nomic-embed-text", 768)
+    for bad in ("0", "-3", "many", "9000"):
+        with pytest.raises(ConfigurationError, match="ASSISTANTS_EMBEDDINGS_DIMENSIONS"):
+            Settings.from_environ({**base, "ASSISTANTS_EMBEDDINGS_DIMENSIONS": bad})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,7 +55,8 @@ def index_location(settings: Settings) -> IndexLocation:
     return IndexLocation(f"az://{container}/{INDEX_FOLDER}", options)
 
 
-def _service(settings: Settings) -> tuple[Any, dict[str, str]]:
+def _service(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+    env = os.environ if environ is None else environ
     from azure.storage.blob import BlobServiceClient
 
     if settings.storage_connection_string:
@@ -85,9 +87,9 @@ def _service(settings: Settings) -> tuple[Any, dict[str, str]]:
         options = {"account_name": account}
         # LanceDB's object_store reads only AZURE_* variables by itself: the App Service identity
         # endpoint and a user-assigned identity's client id must be handed over (engine-choice.md).
-        if os.environ.get("IDENTITY_ENDPOINT"):
-            options["azure_msi_endpoint"] = os.environ["IDENTITY_ENDPOINT"]
-        if os.environ.get("AZURE_CLIENT_ID"):
-            options["azure_client_id"] = os.environ["AZURE_CLIENT_ID"]
+        if env.get("IDENTITY_ENDPOINT"):
+            options["azure_msi_endpoint"] = env["IDENTITY_ENDPOINT"]
+        if env.get("AZURE_CLIENT_ID"):
+            options["azure_client_id"] = env["AZURE_CLIENT_ID"]
         return service, options
     raise ConfigurationError("No storage is configured: give an account URL or a connection string.")
