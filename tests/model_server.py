@@ -814,18 +814,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, record: RecordedRequest, body: dict[str, Any]) -> Outcome:
         owner = self.server.owner
         reply = owner._choose(body)
-        record.reply = reply
-        record.status = reply.status
         with owner._lock:
             owner._in_flight += 1
             owner._peak_in_flight = max(owner._peak_in_flight, owner._in_flight)
             self._counted = True
-        if reply.delay_before > 0:
-            self._wait(reply.delay_before)
-        if reply.hang:
-            self._wait(None)
-        if reply.status >= 400:
-            return self._error(reply)
+        failed = self._begin(record, reply)
+        if failed is not None:
+            return failed
         plan = _Plan.build(reply, body)
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -833,16 +828,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stream(reply, plan, include_usage)
         return self._complete(reply, plan)
 
-    def _embeddings(self, record: RecordedRequest, body: Any) -> Outcome:
-        reply = self.server.owner._choose_embeddings()
+    def _begin(self, record: RecordedRequest, reply: Reply) -> Outcome | None:
+        """What every reply does first: wait as scripted, and answer an error reply whole."""
         record.reply = reply
         record.status = reply.status
         if reply.delay_before > 0:
             self._wait(reply.delay_before)
         if reply.hang:
             self._wait(None)
-        if reply.status >= 400:
-            return self._error(reply)
+        return self._error(reply) if reply.status >= 400 else None
+
+    def _embeddings(self, record: RecordedRequest, body: Any) -> Outcome:
+        reply = self.server.owner._choose_embeddings()
+        failed = self._begin(record, reply)
+        if failed is not None:
+            return failed
         inputs = _embedding_inputs(body)
         dimensions = body.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS) if isinstance(body, dict) else None
         if inputs is None or len(inputs) > 2048 or not isinstance(dimensions, int) or dimensions < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from ..backend import ModelBackend
@@ -10,6 +11,12 @@ from ..models.vector_store import StaticChunkingStrategy
 from .chunk import chunk
 from .embed import embed_chunks
 from .parse import parse
+
+# Parsing holds a whole document (and pdfium's copy of it) in memory: however many ingestion
+# messages an instance takes at once (host.json's batchSize), this many parse at a time, so that
+# several large files cannot exhaust a 2 GB instance together.
+MAX_CONCURRENT_PARSES = 2
+_parsing = threading.BoundedSemaphore(MAX_CONCURRENT_PARSES)
 
 
 @dataclass(frozen=True)
@@ -32,5 +39,6 @@ def prepare(
 ) -> Prepared:
     """Parse, chunk and embed one file. `ParseError` (invalid_file / unsupported_file) or
     `EmbeddingError` (server_error) when it cannot be done."""
-    text = parse(data, filename)
+    with _parsing:
+        text = parse(data, filename)
     return Prepared(text, embed_chunks(backend, chunk(text, strategy), space))
