@@ -17,7 +17,8 @@ embeddings, see tests/model_server.py); the index is the app's (LanceIndex on `a
    chunks in one commit), one warm search, one search from a fresh handle.
 3. Ingestion against its floor, each in a process of its own for its peak RSS: a 300-page PDF
    and 1,000 small text files through the pipeline (parse, chunk, embed through the scripted
-   server, one commit per file); the floor is the same parse and embedding calls plus one blob
+   server, one commit per file: an append, as a first ingestion is); the floor is the same parse
+   and embedding calls plus one blob
    write of the file's chunks and vectors, done directly with azure-storage-blob.
 4. Retrieval quality on the labelled set shipped in bench/data (45 module docstrings of the
    standard library, 45 questions each naming the document that answers it): recall@5 and MRR
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import secrets
 import statistics
 import subprocess
@@ -64,10 +64,6 @@ UNFILTERED = {"type": "ne", "key": "a", "value": 1}  # every file passes: the fi
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @contextmanager
@@ -147,30 +143,6 @@ def timed_searches(index: LanceIndex, store: str, queries: list[str], mode: Sear
     return times
 
 
-def probe(args: argparse.Namespace) -> None:
-    """In a fresh process: import, open, one hybrid query; what each cost, and peak RSS."""
-    started = time.perf_counter()
-    import lancedb  # noqa: F401 - its import is what is measured
-
-    imported = time.perf_counter()
-    location = IndexLocation(args.uri, json.loads(args.options))
-    index = LanceIndex(location)
-    index.search(args.store, args.query, embedding(args.query, DIMENSIONS), max_results=10)
-    done = time.perf_counter()
-    second = time.perf_counter()
-    index.search(args.store, args.query, embedding(args.query, DIMENSIONS), max_results=10)
-    print(
-        json.dumps(
-            {
-                "import_ms": (imported - started) * 1000,
-                "first_ms": (done - imported) * 1000,
-                "second_ms": (time.perf_counter() - second) * 1000,
-                "rss_mib": peak_rss_mib(),
-            }
-        )
-    )
-
-
 def fresh_searches(
     location: IndexLocation, store: str, queries: list[str], count: int
 ) -> list[dict[str, float]]:
@@ -180,7 +152,7 @@ def fresh_searches(
             [
                 sys.executable,
                 "-m",
-                "bench.search",
+                "bench.search_child",
                 "probe",
                 "--uri",
                 location.uri,
@@ -274,69 +246,6 @@ def storage_requests(port: int, prefix: str, store: str) -> None:
 # --- 3. ingestion -------------------------------------------------------------------------------
 
 
-def ingest_child(args: argparse.Namespace) -> None:
-    """In a process of its own: the pipeline (or its floor) over the files in `args.folder`."""
-    from azure.storage.blob import BlobServiceClient
-
-    from assistants_core.ingest.chunk import chunk
-    from assistants_core.ingest.embed import embed_chunks
-    from assistants_core.ingest.parse import parse
-
-    backend = ModelBackend(args.model_url, "bench")
-    space = VectorSpace("scripted", DIMENSIONS)
-    strategy = chunking_strategy(None)
-    files = sorted(Path(args.folder).iterdir())
-    location = IndexLocation(args.uri, json.loads(args.options))
-    index = LanceIndex(location)
-    store = "vs_ingest" + secrets.token_hex(4)
-    container = BlobServiceClient.from_connection_string(args.storage).get_container_client(
-        location.uri[5:].split("/")[0]
-    )
-    stages = {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "write": 0.0}
-    chunk("warm the tokenizer", strategy)
-    rss_start = peak_rss_mib()
-    chunk_count = 0
-    if args.mode == "pipeline":
-        index.create(store, space)
-    started = time.perf_counter()
-    for path in files:
-        data = path.read_bytes()
-        t0 = time.perf_counter()
-        text = parse(data, path.name)
-        t1 = time.perf_counter()
-        pieces = chunk(text, strategy)
-        t2 = time.perf_counter()
-        embedded = embed_chunks(backend, pieces, space)
-        t3 = time.perf_counter()
-        if args.mode == "pipeline":
-            index.add_file(store, space, path.stem, path.name, {}, embedded)
-        else:  # the floor: one blob holding the file's chunks and vectors
-            payload = json.dumps([{"text": c.text, "vector": list(c.vector)} for c in embedded]).encode()
-            container.upload_blob(f"floor/{store}/{path.stem}.json", payload, overwrite=True)
-        t4 = time.perf_counter()
-        chunk_count += len(pieces)
-        for name, spent in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            stages[name] += spent
-    total = time.perf_counter() - started
-    maintenance = 0.0
-    if args.mode == "pipeline":
-        before = time.perf_counter()
-        index.maintain(store)
-        maintenance = time.perf_counter() - before
-    print(
-        json.dumps(
-            {
-                "seconds": total,
-                "chunks": chunk_count,
-                "stages": stages,
-                "maintenance": maintenance,
-                "rss_start_mib": rss_start,
-                "rss_mib": peak_rss_mib(),
-            }
-        )
-    )
-
-
 def run_ingest(
     folder: Path, mode: str, location: IndexLocation, storage: str, model: ModelServer
 ) -> dict[str, Any]:
@@ -344,7 +253,7 @@ def run_ingest(
         [
             sys.executable,
             "-m",
-            "bench.search",
+            "bench.search_child",
             "ingest",
             "--mode",
             mode,
@@ -457,18 +366,6 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command")
-    probe_args = sub.add_parser("probe")
-    ingest_args = sub.add_parser("ingest")
-    for child in (probe_args, ingest_args):
-        child.add_argument("--uri", required=True)
-        child.add_argument("--options", required=True)
-    probe_args.add_argument("--store", required=True)
-    probe_args.add_argument("--query", required=True)
-    ingest_args.add_argument("--mode", choices=["pipeline", "floor"], required=True)
-    ingest_args.add_argument("--folder", required=True)
-    ingest_args.add_argument("--storage", required=True)
-    ingest_args.add_argument("--model-url", required=True)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=45)
     parser.add_argument("--fresh", type=int, default=5)
@@ -480,10 +377,6 @@ def main() -> None:
     parser.add_argument("--embeddings-model", default="text-embedding-3-large")
     parser.add_argument("--dimensions", type=int, default=DIMENSIONS)
     args = parser.parse_args()
-    if args.command == "probe":
-        return probe(args)
-    if args.command == "ingest":
-        return ingest_child(args)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     wanted: Callable[[str], bool] = lambda part: args.only in (None, part)  # noqa: E731
     with ExitStack() as stack:

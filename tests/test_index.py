@@ -319,3 +319,12 @@ def test_a_connection_string_gives_the_account_key_and_endpoint() -> None:
         "account_key": "a2V5",
         "azure_storage_endpoint": "https://acct9.blob.core.windows.net",
     }
+
+
+def test_a_first_ingestion_appends_and_a_redelivery_still_replaces(index: LanceIndex, store: str) -> None:
+    index.add_file(store, SPACE, "file-a", "a.txt", {}, chunks("one", "two", "three"), replace=False)
+    index.add_file(store, SPACE, "file-b", "b.txt", {}, chunks("four"), replace=False)
+    assert rows(index, store) == [("file-a", 0), ("file-a", 1), ("file-a", 2), ("file-b", 0)]
+    index.add_file(store, SPACE, "file-a", "a.txt", {}, chunks("one", "two"))  # the redelivery
+    assert rows(index, store) == [("file-a", 0), ("file-a", 1), ("file-b", 0)]
+    assert search(index, store, "four")[0].file_id == "file-b"

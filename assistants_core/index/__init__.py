@@ -63,9 +63,13 @@ class VectorIndex(Protocol):
         filename: str,
         attributes: Attributes,
         chunks: Sequence[IndexedChunk],
+        *,
+        replace: bool = True,
     ) -> None:
         """The file's chunks, replacing any it had, in one commit; `IndexFailure` if the store
-        has no index, `VectorSpaceMismatch` if the vectors are not of its space."""
+        has no index, `VectorSpaceMismatch` if the vectors are not of its space. `replace=False`
+        appends without looking for earlier chunks: only for a file known to have none (its
+        first ingestion, which no other worker runs at the same time)."""
 
     def set_attributes(self, store_id: str, file_id: str, attributes: Attributes) -> None:
         """New attributes for the file's chunks (what search filters see)."""

@@ -5,7 +5,9 @@ imported when a store is first written or searched, never at app start).
 - A file's chunks go in with one `merge_insert` keyed by chunk id that also deletes the file's
   chunks not in it: one commit, so a file is searchable whole or not at all and a redelivered
   ingestion replaces rather than duplicates. Lance commits with a conditional put, so concurrent
-  writers rebase and lose nothing.
+  writers rebase and lose nothing. A merge reads the table's ids (its cost grows with the rows
+  and fragments: docs/benchmarks.md), so a caller that knows the file has no chunks yet (its
+  first delivery, under the file's lease) asks for a plain append (`replace=False`).
 - Search runs a cosine vector query and a BM25 full-text query (Lance's native FTS index) and
   fuses them by reciprocal rank (k = 60); scores are divided by the best a chunk could get
   (first in every list), so they fall in 0..1 for `score_threshold`. Attribute filters pick the
@@ -167,6 +169,8 @@ class LanceIndex:
         filename: str,
         attributes: Attributes,
         chunks: Sequence[IndexedChunk],
+        *,
+        replace: bool = True,
     ) -> None:
         import pyarrow as pa
 
@@ -187,6 +191,9 @@ class LanceIndex:
                 ],
                 schema=table.schema,
             )
+            if not replace:
+                table.add(rows)
+                return
             (
                 table.merge_insert("id")
                 .when_matched_update_all()
