@@ -2,7 +2,8 @@
 # make test:  linters, then the test suite (its own Azurite and dev host, nothing left running)
 # make fuzz:  the schemathesis fuzz with many more examples
 # make load:  the load benchmark (LOAD_ARGS="--clients 16 --seconds 30")
-# make bench: the service against the storage floor, under 200 clients, runs against the model, files (docs/benchmarks.md)
+# make bench: the service against the storage floor, under 200 clients, runs against the model, files,
+#             vector-store search and ingestion (docs/benchmarks.md)
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -45,12 +46,14 @@ load: setup
 # Latency against the storage floor, round trips, growth, cold start, memory: one table; then
 # 200 concurrent clients against one dev host, with the event loop's lag (CONCURRENCY_ARGS);
 # then what a run costs over the model it calls, streams at once, polled runs (RUNS_ARGS); then
-# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS).
+# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then vector
+# stores: search latency as a store grows, ingestion against its floor, retrieval quality (SEARCH_ARGS).
 bench: setup
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
 	$(BIN)/python -W ignore::DeprecationWarning -m bench.runs $(RUNS_ARGS)
 	$(BIN)/python -m bench.files $(FILES_ARGS)
+	$(BIN)/python -m bench.search $(SEARCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

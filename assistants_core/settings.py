@@ -21,6 +21,9 @@ MODEL_BASE_URL = "ASSISTANTS_MODEL_BASE_URL"
 MODEL_API_KEY = "ASSISTANTS_MODEL_API_KEY"
 RUN_EXPIRY_SECONDS = "ASSISTANTS_RUN_EXPIRY_SECONDS"
 STREAM_HEARTBEAT_SECONDS = "ASSISTANTS_STREAM_HEARTBEAT_SECONDS"
+EMBEDDINGS_MODEL = "ASSISTANTS_EMBEDDINGS_MODEL"
+EMBEDDINGS_DIMENSIONS = "ASSISTANTS_EMBEDDINGS_DIMENSIONS"
+MAX_EMBEDDINGS_DIMENSIONS = 8192
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,50}")
@@ -47,6 +50,9 @@ class Settings:
     model_api_key: str | None = None
     run_expiry_seconds: int = 600
     stream_heartbeat_seconds: float = 15.0
+    # OpenAI's own file_search: text-embedding-3-large shortened to 256 dimensions.
+    embeddings_model: str = "text-embedding-3-large"
+    embeddings_dimensions: int = 256
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +110,11 @@ class Settings:
             raise ConfigurationError(
                 f"{STREAM_HEARTBEAT_SECONDS} must be a number of seconds from 0.1 to 60."
             )
+        dimensions = env.get(EMBEDDINGS_DIMENSIONS, "").strip() or "256"
+        if not dimensions.isdigit() or not 1 <= int(dimensions) <= MAX_EMBEDDINGS_DIMENSIONS:
+            raise ConfigurationError(
+                f"{EMBEDDINGS_DIMENSIONS} must be a whole number from 1 to {MAX_EMBEDDINGS_DIMENSIONS}."
+            )
         return cls(
             api_keys=keys,
             storage_connection_string=connection_string,
@@ -116,4 +127,6 @@ class Settings:
             model_api_key=env.get(MODEL_API_KEY, "").strip() or None,
             run_expiry_seconds=int(expiry),
             stream_heartbeat_seconds=heartbeat_seconds,
+            embeddings_model=env.get(EMBEDDINGS_MODEL, "").strip() or "text-embedding-3-large",
+            embeddings_dimensions=int(dimensions),
         )
