@@ -167,7 +167,7 @@ class Api:
             ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
         )
         self._service = Service(store, backend)
-        self.worker = Worker(store, self._service.runs, self._service.files)
+        self.worker = Worker(store, self._service.runs, self._service.files, self._service.vector_stores)
 
     @classmethod
     def from_environment(cls) -> Api:

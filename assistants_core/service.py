@@ -30,12 +30,14 @@ from .models import (
 from .pagination import ListPage, ListQuery
 from .runs import Runs
 from .storage import Collection, OwnerGone, Record, Store, next_message
+from .vector_stores import VectorStores
 
 
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
         self.files = Files(store)
+        self.vector_stores = VectorStores(store, self.files, backend)
         prompt.read_images_with(self.files.image)
         self.runs = Runs(store, Executor(store, backend), self)
 

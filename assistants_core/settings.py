@@ -12,6 +12,8 @@ STORAGE_CONNECTION_STRING = "ASSISTANTS_STORAGE_CONNECTION_STRING"
 STORAGE_ACCOUNT_URL = "ASSISTANTS_STORAGE_ACCOUNT_URL"
 TABLE_PREFIX = "ASSISTANTS_TABLE_PREFIX"
 RUNS_QUEUE = "ASSISTANTS_RUNS_QUEUE"
+INGEST_QUEUE = "ASSISTANTS_INGEST_QUEUE"
+INGEST_LEASE_SECONDS = "ASSISTANTS_INGEST_LEASE_SECONDS"
 # The queue trigger's connection is named after the storage setting, so that locally the one
 # connection string serves tables and queues; in Azure the identity-based form applies.
 QUEUE_SERVICE_URL = STORAGE_CONNECTION_STRING + "__queueServiceUri"
@@ -44,6 +46,9 @@ class Settings:
     storage_account_url: str | None = None
     table_prefix: str = ""
     runs_queue: str = "runs"
+    ingest_queue: str = "ingestion"
+    # How long an ingestion may hold its file before the sweeper takes it to be lost.
+    ingest_lease_seconds: int = 600
     queue_service_url: str | None = None
     blob_service_url: str | None = None
     model_base_url: str | None = None
@@ -98,6 +103,15 @@ class Settings:
                 f"{RUNS_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
                 f"hyphens), got {queue!r}."
             )
+        ingest_queue = env.get(INGEST_QUEUE, "").strip() or "ingestion"
+        if not _QUEUE_NAME.fullmatch(ingest_queue) or ingest_queue == queue:
+            raise ConfigurationError(
+                f"{INGEST_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
+                f"hyphens) other than the runs queue's, got {ingest_queue!r}."
+            )
+        lease = env.get(INGEST_LEASE_SECONDS, "").strip() or "600"
+        if not lease.isdigit() or not 1 <= int(lease) <= 1800:
+            raise ConfigurationError(f"{INGEST_LEASE_SECONDS} must be a number of seconds from 1 to 1800.")
         expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"  # OpenAI's 10 minutes, and the most
         if not expiry.isdigit() or not 1 <= int(expiry) <= 600:
             raise ConfigurationError(f"{RUN_EXPIRY_SECONDS} must be a number of seconds from 1 to 600.")
@@ -121,6 +135,8 @@ class Settings:
             storage_account_url=account_url,
             table_prefix=prefix,
             runs_queue=queue,
+            ingest_queue=ingest_queue,
+            ingest_lease_seconds=int(lease),
             queue_service_url=env.get(QUEUE_SERVICE_URL, "").strip() or None,
             blob_service_url=env.get(BLOB_SERVICE_URL, "").strip() or None,
             model_base_url=env.get(MODEL_BASE_URL, "").strip() or None,

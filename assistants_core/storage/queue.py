@@ -21,22 +21,22 @@ from .rows import translated_errors
 from .store import CLIENT_OPTIONS, transport
 
 
-class RunQueue:
-    def __init__(self, settings: Settings) -> None:
+class _Queue:
+    def __init__(self, settings: Settings, name: str) -> None:
         self._settings = settings
+        self._name = name
         self._client: QueueClient | None = None
         self._lock = threading.Lock()
 
-    def send(self, thread_id: str, run_id: str) -> None:
-        """Ask for an executor for the run (StorageUnavailable if the queue cannot be reached)."""
-        body = json.dumps({"thread_id": thread_id, "run_id": run_id})
+    def _send(self, message: dict[str, str]) -> None:
+        """StorageUnavailable if the queue cannot be reached."""
         with translated_errors():
-            self._queue().send_message(body)
+            self._queue().send_message(json.dumps(message))
 
     def _queue(self) -> QueueClient:
         with self._lock:
             if self._client is None:
-                self._client = _client(self._settings)
+                self._client = _client(self._settings, self._name)
                 if self._settings.storage_connection_string:  # local storage: make the queue if missing
                     try:
                         self._client.create_queue()
@@ -48,7 +48,26 @@ class RunQueue:
             return self._client
 
 
-def _client(settings: Settings) -> QueueClient:
+class RunQueue(_Queue):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.runs_queue)
+
+    def send(self, thread_id: str, run_id: str) -> None:
+        """Ask for an executor for the run."""
+        self._send({"thread_id": thread_id, "run_id": run_id})
+
+
+class IngestQueue(_Queue):
+    """A message per (vector store, file) to ingest, on a queue of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.ingest_queue)
+
+    def send(self, store_id: str, file_id: str) -> None:
+        self._send({"vector_store_id": store_id, "file_id": file_id})
+
+
+def _client(settings: Settings, name: str) -> QueueClient:
     policies: dict[str, Any] = {
         "transport": transport(),
         "message_encode_policy": TextBase64EncodePolicy(),
@@ -56,13 +75,13 @@ def _client(settings: Settings) -> QueueClient:
     }
     if settings.storage_connection_string:
         return QueueClient.from_connection_string(
-            settings.storage_connection_string, settings.runs_queue, **policies, **CLIENT_OPTIONS
+            settings.storage_connection_string, name, **policies, **CLIENT_OPTIONS
         )
     from azure.identity import DefaultAzureCredential
 
     return QueueClient(
         settings.queue_service_url or "",
-        settings.runs_queue,
+        name,
         credential=DefaultAzureCredential(),
         **policies,
         **CLIENT_OPTIONS,
@@ -83,3 +102,19 @@ def read_message(body: bytes) -> tuple[str, str] | None:
     if not (isinstance(run_id, str) and ids.is_valid(ids.RUN, run_id)):
         return None
     return thread_id, run_id
+
+
+def read_ingest_message(body: bytes) -> tuple[str, str] | None:
+    """The (vector store id, file id) an ingestion message names; None for anything else."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    store_id, file_id = value.get("vector_store_id"), value.get("file_id")
+    if not (isinstance(store_id, str) and ids.is_valid(ids.VECTOR_STORE, store_id)):
+        return None
+    if not (isinstance(file_id, str) and ids.is_valid(ids.FILE, file_id)):
+        return None
+    return store_id, file_id
