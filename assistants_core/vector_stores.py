@@ -95,8 +95,9 @@ class StoredFile(WireModel):
     file: VectorStoreFile
     filename: str
     batch_id: str | None = None
-    lease_until: int = 0
+    lease_until: int = 0  # the worker that holds it holds it until then
     deliveries: int = 0
+    resent_at: int = 0  # when the sweeper last sent its message again
 
 
 class StoredBatch(WireModel):
@@ -607,7 +608,6 @@ class VectorStores:
     def _ingest(self, store_id: str, file_id: str) -> None:
         claimed = self._claim(store_id, file_id)
         if claimed is None:
-            self._rows.ingested(store_id, file_id)
             return
         stored, space = claimed
         if stored.deliveries > LAST_DELIVERY:
@@ -651,14 +651,18 @@ class VectorStores:
 
     def _claim(self, store_id: str, file_id: str) -> tuple[StoredFile, VectorSpace] | None:
         """The file with a new lease and one more delivery counted; None if it is not in
-        progress (a redelivered message, a cancelled or detached file)."""
+        progress (a redelivered message, a cancelled or detached file) or another worker's lease
+        holds it. One worker at a time, so that a first delivery may append its chunks."""
 
         def attempt() -> tuple[StoredFile, VectorSpace] | None:
             store = self._stored(store_id)
             found = self._file(store_id, file_id, for_write=True)
             if store is None or found is None or found[1].file.status != "in_progress":
+                self._rows.ingested(store_id, file_id)
                 return None
             record, stored = found
+            if stored.deliveries and stored.lease_until > self._now():
+                return None  # another worker holds it (a duplicate message): its lease says so
             updated = stored.model_copy(
                 update={"lease_until": self._now() + self._lease, "deliveries": stored.deliveries + 1}
             )
@@ -718,13 +722,13 @@ class VectorStores:
             return
         record, stored = found
         # A file never claimed waits a lease from its attach (its message may be on its way).
-        if (stored.lease_until or since + self._lease) > now:
+        if max(stored.lease_until or since + self._lease, stored.resent_at + self._lease) > now:
             return
         if stored.deliveries >= LAST_DELIVERY:
             self._finish(store_id, file_id, "failed", 0, _server_error())
             return
         try:  # a fresh lease first, so that the next round does not send it again
-            updated = stored.model_copy(update={"lease_until": now + self._lease})
+            updated = stored.model_copy(update={"resent_at": now})
             self._rows.files(store_id).replace(file_id, record, _dump(updated))
         except ConcurrentUpdate:
             return
