@@ -852,6 +852,7 @@ class VectorStores:
             operations = files.delete_operations(file_id, record)
             usage = store_doc.store.usage_bytes - self._stored_file(record).file.usage_bytes
         else:
+            stored = stored.model_copy(update={"file": stored.file.model_copy(update={"status": status})})
             operations = files.replace_operations(file_id, record, _dump(stored))
             usage = store_doc.store.usage_bytes + stored.file.usage_bytes
         counts = store_doc.store.file_counts.moved(before, status)

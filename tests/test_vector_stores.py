@@ -3,6 +3,11 @@ ingested in the background by the ingestion queue trigger, batches, search, expi
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import signal
+import time
 from typing import Any
 
 import httpx
@@ -10,7 +15,20 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.support import DevHost, assert_error, error_of, sdk_clients, wait_until
+from assistants_core.ingest.chunk import chunk
+from assistants_core.models.vector_store import StaticChunkingStrategy
+from tests.model_server import ModelServer, error, hang, rate_limit, text
+from tests.support import (
+    Azurite,
+    DevHost,
+    assert_error,
+    error_of,
+    in_process_store,
+    run_concurrently,
+    running_devhost,
+    sdk_clients,
+    wait_until,
+)
 
 DOCUMENTS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance in the hive.",
@@ -235,3 +253,158 @@ def test_errors_name_their_param(http: httpx.Client, client: OpenAI) -> None:
     assert_error(response, 400, param="file_ids")
     response = http.get(f"/vector_stores/{store['id']}/file_batches/vs_abc")
     assert_error(response, 400, param="batch_id")
+
+
+# --- faults --------------------------------------------------------------------------------------
+
+
+def test_cancel_a_batch(client: OpenAI, model: ModelServer) -> None:
+    store = client.vector_stores.create()
+    model.script_embeddings(*[text().replace(delay_before=4) for _ in range(3)])
+    file_ids = [upload(client, f"slow{i}.txt", f"slow file {i}") for i in range(3)]
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids)
+    assert batch.status == "in_progress" and batch.file_counts.in_progress == 3
+    cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.file_counts.in_progress == 0 and cancelled.file_counts.cancelled == 3
+    statuses = {
+        f.status for f in client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id)
+    }
+    assert statuses == {"cancelled"}
+    time.sleep(6)  # the ingestions that were under way end, and leave nothing behind
+    after = client.vector_stores.retrieve(store.id)
+    assert after.file_counts.cancelled == 3 and after.status == "completed"
+    assert (
+        client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).status == "cancelled"
+    )
+
+
+def test_embeddings_failing_are_retried_then_the_file_fails(client: OpenAI, model: ModelServer) -> None:
+    store = client.vector_stores.create()
+    model.script_embeddings(rate_limit(0.2), error(500))
+    recovered = client.vector_stores.files.create_and_poll(
+        upload(client, "bees.txt", DOCUMENTS["bees.txt"]), vector_store_id=store.id
+    )
+    assert recovered.status == "completed"
+    assert len(model.embedding_bodies()) == 3
+    model.script_embeddings(*[error(500) for _ in range(4)])
+    failed = client.vector_stores.files.create_and_poll(
+        upload(client, "tides.txt", DOCUMENTS["tides.txt"]), vector_store_id=store.id
+    )
+    assert failed.status == "failed"
+    assert failed.last_error is not None and failed.last_error.code == "server_error"
+    counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (counts.completed, counts.failed, counts.in_progress, counts.total) == (1, 1, 0, 2)
+
+
+def test_twenty_files_attached_at_once_from_twenty_clients(devhost: DevHost) -> None:
+    client = sdk_clients(devhost)["openai"]
+    store = client.vector_stores.create()
+    file_ids = [upload(client, f"f{i}.txt", f"document {i} is about subject {i * 7}") for i in range(20)]
+
+    def attach(file_id: str) -> Any:
+        return lambda: sdk_clients(devhost)["openai"].vector_stores.files.create(
+            vector_store_id=store.id, file_id=file_id
+        )
+
+    run_concurrently([attach(f) for f in file_ids])
+    wait_until(
+        lambda: client.vector_stores.retrieve(store.id).status == "completed", 120, "twenty ingestions"
+    )
+    counts = client.vector_stores.retrieve(store.id).file_counts
+    assert (counts.completed, counts.total, counts.in_progress, counts.failed) == (20, 20, 0, 0)
+    assert sorted(f.id for f in client.vector_stores.files.list(store.id, limit=100)) == sorted(file_ids)
+
+
+def ingest_queue(host: DevHost) -> Any:
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    return QueueClient.from_connection_string(
+        host.storage, f"{host.table_prefix.lower()}-ingest", message_encode_policy=TextBase64EncodePolicy()
+    )
+
+
+def test_the_same_message_twice_gives_one_copy_of_each_chunk(devhost: DevHost, model: ModelServer) -> None:
+    client = sdk_clients(devhost)["openai"]
+    words = " ".join(f"word{i}" for i in range(400))
+    strategy = StaticChunkingStrategy.model_validate(
+        {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+    )
+    expected = len(chunk(words, strategy))
+    store = client.vector_stores.create()
+    file_id = upload(client, "words.txt", words)
+    model.script_embeddings(text().replace(delay_before=3))
+    client.vector_stores.files.create(
+        file_id=file_id,
+        vector_store_id=store.id,
+        chunking_strategy=strategy.model_dump(),  # type: ignore[arg-type]
+    )
+    message = json.dumps({"vector_store_id": store.id, "file_id": file_id})
+    ingest_queue(devhost).send_message(message)  # while the first delivery is under way
+    file = client.vector_stores.files.poll(file_id, vector_store_id=store.id)
+    assert file.status == "completed"
+    ingest_queue(devhost).send_message(message)  # and once it is done
+    time.sleep(3)
+    hits = client.vector_stores.search(store.id, query=words[:200], max_num_results=50).data
+    texts = [h.content[0].text for h in hits]
+    assert len(texts) == expected and len(set(texts)) == expected
+    assert client.vector_stores.retrieve(store.id).file_counts.completed == 1
+
+
+def test_expiry(devhost: DevHost) -> None:
+    client = sdk_clients(devhost)["openai"]
+    file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
+    store = client.vector_stores.create(
+        file_ids=[file_id], expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
+    searched = client.vector_stores.search(store.id, query="bees")
+    assert searched.data
+    # As the store would be after two idle days: its times moved back, its expiry row with them.
+    rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
+    record = rows.get(store.id)
+    assert record is not None
+    stored = json.loads(record.document)
+    now = int(time.time())
+    stored["store"].update(last_active_at=now - 2 * 86400, expires_at=now - 86400)
+    rows.submit(store.id, rows.store_replacement(store.id, record, json.dumps(stored).encode()))
+    rows.expiries.add(now - 86400, store.id)
+    expired = client.vector_stores.retrieve(store.id)
+    assert expired.status == "expired"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.vector_stores.search(store.id, query="bees")
+    assert error_of(raised.value)["message"] == f"Vector store '{store.id}' has expired."
+
+    def emptied() -> bool:
+        return client.vector_stores.retrieve(store.id).file_counts.total == 0
+
+    wait_until(emptied, 60, "the sweeper to empty the expired store")
+    assert client.vector_stores.retrieve(store.id).usage_bytes == 0
+    assert list(client.vector_stores.files.list(store.id)) == []
+
+
+def test_a_worker_killed_mid_file_ends_the_file(azurite: Azurite, model: ModelServer) -> None:
+    prefix = "t" + secrets.token_hex(4)
+    settings = {"ASSISTANTS_MODEL_BASE_URL": model.base_url, "ASSISTANTS_INGEST_LEASE_SECONDS": "3"}
+    model.script_embeddings(hang())
+    with running_devhost(azurite.connection_string, prefix, **settings) as host:
+        client = sdk_clients(host)["openai"]
+        store = client.vector_stores.create()
+        file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+        wait_until(lambda: model.embedding_bodies(), 30, "the ingestion to call for embeddings")
+        os.kill(host.pid, signal.SIGKILL)
+    model.reset()
+    with running_devhost(azurite.connection_string, prefix, **settings) as host:
+        client = sdk_clients(host)["openai"]
+
+        def ended() -> bool:
+            return (
+                client.vector_stores.files.retrieve(file_id, vector_store_id=store.id).status != "in_progress"
+            )
+
+        wait_until(ended, 90, "the sweeper to end the file")
+        file = client.vector_stores.files.retrieve(file_id, vector_store_id=store.id)
+        assert file.status in ("completed", "failed")
+        counts = client.vector_stores.retrieve(store.id).file_counts
+        assert counts.in_progress == 0 and counts.total == 1
