@@ -7,7 +7,9 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from assistants_core.ingest.chunk import chunk
 from assistants_core.models.vector_store import StaticChunkingStrategy
 from tests.model_server import ModelServer, error, hang, rate_limit, text
 from tests.support import (
+    API_KEYS,
     Azurite,
     DevHost,
     assert_error,
@@ -30,6 +33,8 @@ from tests.support import (
     wait_until,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
+SDK_1_58 = ROOT / ".venv-openai-1.58" / "bin" / "python"
 DOCUMENTS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance in the hive.",
     "volcano.md": "# Volcanoes\nMagma rises through the crust and erupts as lava from a volcano's vent.",
@@ -417,3 +422,29 @@ def test_a_worker_killed_mid_file_ends_the_file(azurite: Azurite, model: ModelSe
         assert file.status in ("completed", "failed")
         counts = client.vector_stores.retrieve(store.id).file_counts
         assert counts.in_progress == 0 and counts.total == 1
+
+
+def test_openai_1_58_beta_vector_stores(devhost: DevHost) -> None:
+    """`openai==1.58.1`, in a venv of its own (make setup builds it), on `client.beta.vector_stores`."""
+    assert SDK_1_58.exists(), f"{SDK_1_58} is missing: `make setup` builds it"
+    options = json.dumps({"base_url": devhost.api_url, "api_key": API_KEYS[1]})
+    output = subprocess.run(
+        [str(SDK_1_58), str(ROOT / "tests" / "vector_stores_driver.py"), options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert output.returncode == 0, output.stderr[-3000:]
+    seen = json.loads(output.stdout)
+    assert seen == {
+        "sdk": "1.58.1",
+        "attached": "completed",
+        "batch": ["completed", 1, 1],
+        "polled": "completed",
+        "listed": 3,
+        "counts": [3, 3, "completed"],
+        "name": "renamed",
+        "detached": True,
+        "deleted": True,
+    }
