@@ -13,6 +13,7 @@ again, or failed after the last delivery. So every file ends `completed`, `faile
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -258,7 +259,7 @@ class VectorStores:
         documents, has_more = self._rows.listing.page(query.order, query.limit, query.after, query.before)
         stores = []
         for document in documents:
-            store_id = VectorStore.model_validate_json(document.replace(b"}", b', "created_at": 0}', 1)).id
+            store_id = str(json.loads(document)["id"])
             found = self._stored(store_id)
             if found is not None:
                 stores.append(found[1].store.as_of(self._now()))
@@ -293,13 +294,13 @@ class VectorStores:
         return optimistically(attempt)
 
     def delete(self, store_id: str) -> VectorStoreDeleted:
-        record, _ = self._require(store_id)
+        self._require(store_id)
         file_ids = self._file_ids(store_id)
-        self._rows.purge(store_id)
+        self._rows.purge(store_id)  # its document first: from here on the store 404s
         self.index.drop(store_id)
         for file_id in file_ids:
             self._store.blobs().delete(_text_blob(store_id, file_id))
-        del record
+            self._rows.release(file_id, store_id)
         return VectorStoreDeleted(id=store_id)
 
     # --- files -------------------------------------------------------------------------------

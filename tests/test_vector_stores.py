@@ -17,8 +17,13 @@ import openai
 import pytest
 from openai import OpenAI
 
+from assistants_core.backend import ModelBackend
+from assistants_core.files import Files
 from assistants_core.ingest.chunk import chunk
 from assistants_core.models.vector_store import StaticChunkingStrategy
+from assistants_core.settings import Settings
+from assistants_core.storage import Store
+from assistants_core.vector_stores import StoreExpired, VectorStores
 from tests.model_server import ModelServer, error, hang, rate_limit, text
 from tests.support import (
     API_KEYS,
@@ -448,3 +453,72 @@ def test_openai_1_58_beta_vector_stores(devhost: DevHost) -> None:
         "detached": True,
         "deleted": True,
     }
+
+
+def test_what_file_search_calls(devhost: DevHost, model: ModelServer) -> None:
+    """The service's calls for runs, in this process beside the dev host (whose queue trigger
+    ingests): create_for_thread, attach, wait_for_files, searchable, search_for_run."""
+    settings = Settings(
+        api_keys=(b"unused",),
+        storage_connection_string=devhost.storage,
+        table_prefix=devhost.table_prefix,
+        ingest_queue=f"{devhost.table_prefix.lower()}-ingest",
+    )
+    store = Store(settings)
+    stores = VectorStores(store, Files(store), ModelBackend(model.base_url, None))
+    client = sdk_clients(devhost)["openai"]
+    file_ids = {name: upload(client, name, text) for name, text in DOCUMENTS.items()}
+    first = stores.create_for_thread([file_ids["bees.txt"], file_ids["tides.txt"]])
+    second = stores.create_for_thread([file_ids["volcano.md"]], expires_after_days=None)
+    missing = "vs_" + "a" * 24
+    assert client.vector_stores.retrieve(first).expires_after.days == 7  # type: ignore[union-attr]
+    assert client.vector_stores.retrieve(second).expires_after is None
+    assert stores.wait_for_files(first, 60) and stores.wait_for_files(second, 60)
+    assert stores.searchable([first, second, missing]) == [first, second]
+    assert stores.attach(second, file_ids["orbit.py"]).status == "in_progress"
+    assert stores.wait_for_files(second, 60)
+    hits = stores.search_for_run([first, second], ["what pulls the ocean tides", "lava from a vent"], 3, 0.0)
+    assert len(hits) == 3
+    assert {hits[0].file_id, hits[1].file_id} == {file_ids["tides.txt"], file_ids["volcano.md"]}
+    assert all(0 < h.score <= 1 and h.text and h.filename in DOCUMENTS for h in hits)
+    assert hits == sorted(hits, key=lambda h: h.score, reverse=True)
+    # The sweeper maintains the stores that had new chunks (compaction, indexes), then forgets them.
+    rows = store.vector_stores()
+    wait_until(lambda: not {first, second} & {s for s, _ in rows.maintenance()}, 60, "maintenance")
+    assert stores.search_for_run([first], ["tides"], 1, 0.0)[0].file_id == file_ids["tides.txt"]
+    # Expired: search_for_run names the store.
+    record = rows.get(second)
+    assert record is not None
+    stored = json.loads(record.document)
+    stored["store"].update(
+        expires_after={"anchor": "last_active_at", "days": 1}, expires_at=int(time.time()) - 1
+    )
+    rows.submit(second, rows.store_replacement(second, record, json.dumps(stored).encode()))
+    with pytest.raises(StoreExpired) as raised:
+        stores.search_for_run([first, second], ["tides"], 3, 0.0)
+    assert raised.value.store_id == second
+    assert stores.searchable([first, second]) == [first]
+
+
+def test_search_answers_its_queries(http: httpx.Client, client: OpenAI) -> None:
+    store_id, _ = completed_store(client, ["bees.txt", "tides.txt"])
+    response = http.post(
+        f"/vector_stores/{store_id}/search",
+        json={"query": ["bees dance", "moon"], "max_num_results": 1, "rewrite_query": True},
+    )
+    page = response.json()
+    assert page["object"] == "vector_store.search_results.page"
+    assert page["search_query"] == ["bees dance", "moon"]
+    assert (page["has_more"], page["next_page"]) == (False, None)
+    assert len(page["data"]) == 1 and set(page["data"][0]) == {
+        "file_id",
+        "filename",
+        "score",
+        "attributes",
+        "content",
+    }
+    high = http.post(
+        f"/vector_stores/{store_id}/search",
+        json={"query": "bees", "ranking_options": {"score_threshold": 1.0}},
+    )
+    assert all(hit["score"] >= 1.0 for hit in high.json()["data"])

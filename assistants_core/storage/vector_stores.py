@@ -25,6 +25,7 @@ from .. import ids
 from .collection import INDEX, Collection
 from .files import Expiries
 from .rows import (
+    PART_SEPARATOR,
     TRANSACTION_OPERATIONS,
     ConcurrentUpdate,
     Operation,
@@ -41,6 +42,7 @@ LISTING = "stores"
 INGESTING = "ingesting"
 EXPIRING = "expiring"
 MAINTENANCE = "maintenance"
+_PURGE_ATTEMPTS = 5
 HOLDERS = "holders-"  # + a file id: a row per store that holds the file
 
 
@@ -79,16 +81,29 @@ class VectorStoreRows:
         self.partition(store_id).submit(operations)
 
     def purge(self, store_id: str, keep_store: bool = False) -> None:
-        """Every row of the store's partition gone (but its document, if `keep_store`); then its
-        listing row, unless the store is kept."""
+        """Every row of the store's partition gone, its document first (so that the store 404s at
+        once and every write conditional on it fails), then its listing row; with `keep_store`,
+        all but its document. Rows removed meanwhile by another writer are read again."""
         partition = self.partition(store_id)
-        with translated_errors(self._table):
-            keys = [str(row["RowKey"]) for row in partition.query("", "~", 1000, select=["RowKey"])]
-        if keep_store:
-            keys = [k for k in keys if k != STORE_KEY and not k.startswith(STORE_KEY + ".")]
-        for start in range(0, len(keys), TRANSACTION_OPERATIONS):
-            chunk = keys[start : start + TRANSACTION_OPERATIONS]
-            partition.submit([(TransactionOperation.DELETE, partition.row(k)) for k in chunk])
+
+        def is_store(key: str) -> bool:
+            return key == STORE_KEY or key.startswith(STORE_KEY + PART_SEPARATOR)
+
+        for _ in range(_PURGE_ATTEMPTS):
+            with translated_errors(self._table):
+                keys = [str(row["RowKey"]) for row in partition.query("", "~", 1000, select=["RowKey"])]
+            keys = (
+                [k for k in keys if not is_store(k)]
+                if keep_store
+                else sorted(keys, key=lambda k: not is_store(k))
+            )
+            try:
+                for start in range(0, len(keys), TRANSACTION_OPERATIONS):
+                    chunk = keys[start : start + TRANSACTION_OPERATIONS]
+                    partition.submit([(TransactionOperation.DELETE, partition.row(k)) for k in chunk])
+                break
+            except ConcurrentUpdate:
+                continue
         if not keep_store:
             record = self.listing.get(store_id)
             if record is not None:
