@@ -261,6 +261,10 @@ def test_errors_name_their_param(http: httpx.Client, client: OpenAI) -> None:
     assert_error(response, 400, param="expires_after.anchor")
     response = http.post(f"/vector_stores/{store['id']}/file_batches", json={})
     assert_error(response, 400, param="file_ids")
+    bees = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
+    many = {f"k{i}": i for i in range(17)}
+    response = http.post(f"/vector_stores/{store['id']}/files", json={"file_id": bees, "attributes": many})
+    assert_error(response, 400, param="attributes")
     response = http.get(f"/vector_stores/{store['id']}/file_batches/vs_abc")
     assert_error(response, 400, param="batch_id")
 

@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import TAG, ApiObject, Metadata, RequestModel, SparseModel, WireModel, by_type_among
+from .base import (
+    TAG,
+    ApiObject,
+    Metadata,
+    RequestModel,
+    SparseModel,
+    WireModel,
+    by_type_among,
+    check_pairs,
+)
 
 MIN_CHUNK_TOKENS = 100
 MAX_CHUNK_TOKENS = 4096
@@ -77,9 +86,6 @@ def chunking_strategy(value: Any) -> StaticChunkingStrategy:
 # --- the objects --------------------------------------------------------------------------------
 
 MAX_FILE_IDS = 500  # file_ids of one create or batch, as OpenAI
-MAX_ATTRIBUTES = 16
-MAX_ATTRIBUTE_KEY = 64
-MAX_ATTRIBUTE_VALUE = 512
 MAX_SEARCH_RESULTS = 50
 DAY_SECONDS = 86_400
 
@@ -90,29 +96,8 @@ AttributeValue = str | bool | float | int
 
 
 def check_attributes(value: dict[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
-    if value is None:
-        return None
-    if len(value) > MAX_ATTRIBUTES:
-        raise PydanticCustomError(
-            "object_above_max_properties",
-            "Invalid 'attributes': too many properties. Expected an object with at most {limit} "
-            "properties, but got an object with {count} properties instead.",
-            {"limit": MAX_ATTRIBUTES, "count": len(value)},
-        )
-    for key, item in value.items():
-        if len(key) > MAX_ATTRIBUTE_KEY:
-            raise PydanticCustomError(
-                "string_above_max_length",
-                "Invalid 'attributes': keys can be at most {limit} characters long, but a key is "
-                "{length} characters long.",
-                {"limit": MAX_ATTRIBUTE_KEY, "length": len(key)},
-            )
-        if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_VALUE:
-            raise PydanticCustomError(
-                "string_above_max_length",
-                "Invalid 'attributes': values can be at most {limit} characters long.",
-                {"limit": MAX_ATTRIBUTE_VALUE},
-            )
+    if value is not None:
+        check_pairs(value, "attributes")
     return value
 
 

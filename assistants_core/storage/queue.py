@@ -88,33 +88,29 @@ def _client(settings: Settings, name: str) -> QueueClient:
     )
 
 
-def read_message(body: bytes) -> tuple[str, str] | None:
-    """The (thread id, run id) a queue message names; None for anything else."""
+def _named(body: bytes, *fields: tuple[str, str]) -> tuple[str, ...] | None:
+    """The ids a message's JSON object holds under `fields` (name, id prefix), each valid; None
+    for anything else."""
     try:
         value = json.loads(body)
     except ValueError:
         return None
     if not isinstance(value, dict):
         return None
-    thread_id, run_id = value.get("thread_id"), value.get("run_id")
-    if not (isinstance(thread_id, str) and ids.is_valid(ids.THREAD, thread_id)):
-        return None
-    if not (isinstance(run_id, str) and ids.is_valid(ids.RUN, run_id)):
-        return None
-    return thread_id, run_id
+    found = tuple(value.get(name) for name, _ in fields)
+    for item, (_, prefix) in zip(found, fields, strict=True):
+        if not (isinstance(item, str) and ids.is_valid(prefix, item)):
+            return None
+    return tuple(str(item) for item in found)
+
+
+def read_message(body: bytes) -> tuple[str, str] | None:
+    """The (thread id, run id) a queue message names; None for anything else."""
+    named = _named(body, ("thread_id", ids.THREAD), ("run_id", ids.RUN))
+    return (named[0], named[1]) if named else None
 
 
 def read_ingest_message(body: bytes) -> tuple[str, str] | None:
     """The (vector store id, file id) an ingestion message names; None for anything else."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    store_id, file_id = value.get("vector_store_id"), value.get("file_id")
-    if not (isinstance(store_id, str) and ids.is_valid(ids.VECTOR_STORE, store_id)):
-        return None
-    if not (isinstance(file_id, str) and ids.is_valid(ids.FILE, file_id)):
-        return None
-    return store_id, file_id
+    named = _named(body, ("vector_store_id", ids.VECTOR_STORE), ("file_id", ids.FILE))
+    return (named[0], named[1]) if named else None
