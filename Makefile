@@ -54,6 +54,7 @@ bench: setup
 	$(BIN)/python -W ignore::DeprecationWarning -m bench.runs $(RUNS_ARGS)
 	$(BIN)/python -m bench.files $(FILES_ARGS)
 	$(BIN)/python -m bench.search $(SEARCH_ARGS)
+	$(BIN)/python -m bench.vector_stores $(VECTOR_STORES_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
