@@ -342,7 +342,7 @@ class VectorStores:
             return updated.file
 
         file = optimistically(attempt)
-        if file.status == "completed":
+        if file.status == "completed":  # one in progress takes them when it completes
             self.index.set_attributes(store_id, file_id, file.attributes or {})
         return file
 
@@ -649,6 +649,10 @@ class VectorStores:
             replace=stored.deliveries > 1,
         )
         self._finish(store_id, file_id, "completed", prepared.usage_bytes, None)
+        now = self._file(store_id, file_id)
+        if now is not None and now[1].file.attributes != stored.file.attributes:
+            # updated while it was being ingested: the chunks take the new attributes
+            self.index.set_attributes(store_id, file_id, now[1].file.attributes or {})
 
     def _claim(self, store_id: str, file_id: str) -> tuple[StoredFile, VectorSpace] | None:
         """The file with a new lease and one more delivery counted; None if it is not in
