@@ -35,16 +35,19 @@ from .sandbox import open_sandbox
 from .storage import Collection, OwnerGone, Record, Store, next_message
 from .tools import Toolbox
 from .tools.code_interpreter import CodeInterpreter
+from .tools.file_search import FileSearch
+from .vector_stores import VectorStores
 
 
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
         self.files = Files(store)
+        self.vector_stores = VectorStores(store, self.files, backend)
         self.code = CodeInterpreter(
             partial(open_sandbox, store.settings.sandbox), self.files, store.settings.sandbox.secret
         )
-        tools = Toolbox([self.code])
+        tools = Toolbox([FileSearch(self.vector_stores), self.code])
         self.runs = Runs(store, Executor(store, backend, tools=tools, images=self.files.image), self)
 
     # --- assistants -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..models.run import Run, StepToolCall
@@ -59,12 +58,20 @@ DEFINITION: dict[str, Any] = {
 _MARKER = re.compile(r"【(\d+):(\d+)†([^】\n]{0,255})】")
 
 
-@dataclass(frozen=True)
-class Hit:
-    file_id: str
-    filename: str
-    score: float
-    text: str
+class Hit(Protocol):
+    """A chunk a search found."""
+
+    @property
+    def file_id(self) -> str: ...
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 class Searcher(Protocol):
