@@ -477,6 +477,17 @@ class VectorStores:
             self._refresh(store_id)
         return [RunHit(h.file_id, h.filename, h.score, h.text) for h in hits]
 
+    def exists(self, store_id: str) -> bool:
+        return self._stored(store_id) is not None
+
+    def expired(self, store_ids: Iterable[str]) -> list[str]:
+        """The stores among these that are past their `expires_at`."""
+        now = self._now()
+        found = [(store_id, self._stored(store_id)) for store_id in store_ids]
+        return [
+            s for s, stored in found if stored is not None and stored[1].store.as_of(now).status == "expired"
+        ]
+
     def searchable(self, store_ids: Iterable[str]) -> list[str]:
         """The stores that exist, have not expired and hold at least one completed file."""
         now = self._now()

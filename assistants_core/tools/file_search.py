@@ -28,6 +28,7 @@ from . import CallDelta, RunTools, ToolFailure
 
 FUNCTION = "file_search"
 MAX_QUERIES = 5
+WAIT_SECONDS = 60  # what OpenAI's runs wait for a thread store's files before the first call
 DEFAULT_RESULTS = 20
 SMALL_MODEL_RESULTS = 5  # OpenAI's default for gpt-3.5 models
 RANKER: Literal["default_2024_08_21"] = "default_2024_08_21"  # `auto`, as OpenAI returns it
@@ -80,6 +81,12 @@ class Searcher(Protocol):
     def searchable(self, store_ids: list[str]) -> list[str]:
         """The stores among these that exist, have not expired and hold a searchable file."""
 
+    def expired(self, store_ids: list[str]) -> list[str]:
+        """The stores among these past their expiry."""
+
+    def wait_for_files(self, store_id: str, seconds: float) -> bool:
+        """Until the store has no file in progress, or `seconds` passed."""
+
     def search_for_run(
         self, store_ids: list[str], queries: list[str], max_results: int, score_threshold: float
     ) -> Sequence[Hit]:
@@ -94,7 +101,18 @@ class FileSearch:
         self._searcher = searcher
 
     def offer(self, tools: RunTools) -> dict[str, Any] | None:
-        return DEFINITION if self._searcher.searchable(stores(tools)) else None
+        """The search function, if the run has a store to search. Before the run's first model
+        call, the thread's store may take up to WAIT_SECONDS to finish its files (the
+        assistant's is searched as it is); a store past its expiry fails the run."""
+        run_stores = stores(tools)
+        expired = self._searcher.expired(run_stores)
+        if expired:
+            raise ToolFailure(f"Vector store '{expired[0]}' has expired: it can no longer be searched.")
+        thread = tools.thread_resources.file_search if tools.thread_resources else None
+        if tools.first_call and thread is not None:
+            for store_id in thread.vector_store_ids or []:
+                self._searcher.wait_for_files(store_id, WAIT_SECONDS)
+        return DEFINITION if self._searcher.searchable(run_stores) else None
 
     def header(self, index: int, call_id: str, name: str) -> CallDelta:
         return FileSearchCallDelta(index=index, id=call_id)
