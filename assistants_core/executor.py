@@ -344,10 +344,12 @@ class Executor:
         if run.max_completion_tokens is not None:
             completion_budget = run.max_completion_tokens - execution.completion_tokens
         messages = prompt.system_message(run) + history + turns
-        builtins = (
-            self.tools.offered(self._run_tools(held, first_call=execution.calls == 1)) if run.tools else {}
-        )
-        return prompt.request_body(run, messages, execution.calls == 1, completion_budget, builtins)
+        first = execution.calls == 1
+        builtins = {}
+        if run.tools:
+            with self._cancels.watching(run.id):  # offering may wait (file_search's thread store)
+                builtins = self.tools.offered(self._run_tools(held, 0, self._vigil(held), first))
+        return prompt.request_body(run, messages, first, completion_budget, builtins)
 
     def _run_tools(
         self, held: _Held, step: int = 0, check: Callable[[], None] | None = None, first_call: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
-from tests.model_server import ModelServer, searching
+from tests.model_server import ModelServer, hang, searching
 from tests.support import API_KEYS, ROOT, DevHost, wait_until
 
 DOCUMENTS = {
@@ -300,3 +300,34 @@ def test_the_js_sdk_streams_a_search(
     stored = seen["stored"]["content"][0]["text"]
     assert stored["value"] == seen["textDone"]["value"]
     assert [a["file_citation"]["file_id"] for a in stored["annotations"]] == [files["tides.txt"]]
+
+
+def test_a_run_waits_for_the_threads_files_and_a_cancel_ends_the_wait(
+    client: OpenAI, searcher: ModelServer
+) -> None:
+    """Before its first model call a run waits (up to 60 s) for its thread store's files; a
+    cancel meanwhile ends it at once, and the model is never called."""
+    searcher.script_embeddings(hang())  # the attached file's ingestion stalls
+    attached = upload(client, "bees.txt")
+    thread = client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": "bees?",
+                "attachments": [{"file_id": attached, "tools": [{"type": "file_search"}]}],
+            }
+        ]
+    )
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=searching_assistant(client))
+    wait_until(
+        lambda: client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "in_progress",
+        30,
+        "the run to start waiting",
+    )
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    wait_until(
+        lambda: client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "cancelled",
+        10,
+        "the cancel to end the wait",
+    )
+    assert chats(searcher) == []

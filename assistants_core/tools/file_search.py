@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
@@ -110,8 +111,10 @@ class FileSearch:
             raise ToolFailure(f"Vector store '{expired[0]}' has expired: it can no longer be searched.")
         thread = tools.thread_resources.file_search if tools.thread_resources else None
         if tools.first_call and thread is not None:
+            deadline = time.monotonic() + WAIT_SECONDS
             for store_id in thread.vector_store_ids or []:
-                self._searcher.wait_for_files(store_id, WAIT_SECONDS)
+                while not self._searcher.wait_for_files(store_id, 1.0) and time.monotonic() < deadline:
+                    tools.check()  # a cancel or the deadline ends the wait; the lease is renewed
         return DEFINITION if self._searcher.searchable(run_stores) else None
 
     def header(self, index: int, call_id: str, name: str) -> CallDelta:
