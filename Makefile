@@ -2,7 +2,8 @@
 # make test:  linters, then the test suite (its own Azurite and dev host, nothing left running)
 # make fuzz:  the schemathesis fuzz with many more examples
 # make load:  the load benchmark (LOAD_ARGS="--clients 16 --seconds 30")
-# make bench: the service against the storage floor, under 200 clients, runs against the model, files (docs/benchmarks.md)
+# make bench: the service against the storage floor, under 200 clients, runs against the model, files,
+#             vector-store search and ingestion (docs/benchmarks.md)
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -63,12 +64,16 @@ load: setup
 # then what a run costs over the model it calls, streams at once, polled runs (RUNS_ARGS); then
 # files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then
 # the code sandbox: first output cold and warm against a bare kernel, memory, sessions (SANDBOX_ARGS).
+# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then vector
+# stores: search latency as a store grows, ingestion against its floor, retrieval quality (SEARCH_ARGS).
 bench: setup
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
 	$(BIN)/python -W ignore::DeprecationWarning -m bench.runs $(RUNS_ARGS)
 	$(BIN)/python -m bench.files $(FILES_ARGS)
 	$(BIN)/python -m bench.sandbox $(SANDBOX_ARGS)
+	$(BIN)/python -m bench.search $(SEARCH_ARGS)
+	$(BIN)/python -m bench.vector_stores $(VECTOR_STORES_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -183,6 +183,86 @@ async def cancel_upload(req: Request) -> Response:
     return await api.handle(req, endpoints.cancel_upload)
 
 
+@app.route(route="vector_stores", methods=["POST"])
+async def create_vector_store(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_vector_store)
+
+
+@app.route(route="vector_stores", methods=["GET"])
+async def list_vector_stores(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_vector_stores)
+
+
+@app.route(route="vector_stores/{vector_store_id}", methods=["GET"])
+async def retrieve_vector_store(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_vector_store)
+
+
+@app.route(route="vector_stores/{vector_store_id}", methods=["POST"])
+async def modify_vector_store(req: Request) -> Response:
+    return await api.handle(req, endpoints.modify_vector_store)
+
+
+@app.route(route="vector_stores/{vector_store_id}", methods=["DELETE"])
+async def delete_vector_store(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_vector_store)
+
+
+@app.route(route="vector_stores/{vector_store_id}/search", methods=["POST"])
+async def search_vector_store(req: Request) -> Response:
+    return await api.handle(req, endpoints.search_vector_store)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files", methods=["POST"])
+async def create_vector_store_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_vector_store_file)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files", methods=["GET"])
+async def list_vector_store_files(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_vector_store_files)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files/{file_id}", methods=["GET"])
+async def retrieve_vector_store_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_vector_store_file)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files/{file_id}", methods=["POST"])
+async def update_vector_store_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.update_vector_store_file)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files/{file_id}", methods=["DELETE"])
+async def delete_vector_store_file(req: Request) -> Response:
+    return await api.handle(req, endpoints.delete_vector_store_file)
+
+
+@app.route(route="vector_stores/{vector_store_id}/files/{file_id}/content", methods=["GET"])
+async def retrieve_vector_store_file_content(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_vector_store_file_content)
+
+
+@app.route(route="vector_stores/{vector_store_id}/file_batches", methods=["POST"])
+async def create_vector_store_file_batch(req: Request) -> Response:
+    return await api.handle(req, endpoints.create_vector_store_file_batch)
+
+
+@app.route(route="vector_stores/{vector_store_id}/file_batches/{batch_id}", methods=["GET"])
+async def retrieve_vector_store_file_batch(req: Request) -> Response:
+    return await api.handle(req, endpoints.retrieve_vector_store_file_batch)
+
+
+@app.route(route="vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel", methods=["POST"])
+async def cancel_vector_store_file_batch(req: Request) -> Response:
+    return await api.handle(req, endpoints.cancel_vector_store_file_batch)
+
+
+@app.route(route="vector_stores/{vector_store_id}/file_batches/{batch_id}/files", methods=["GET"])
+async def list_vector_store_file_batch_files(req: Request) -> Response:
+    return await api.handle(req, endpoints.list_vector_store_file_batch_files)
+
+
 # --- background work -------------------------------------------------------------------------
 
 
@@ -193,6 +273,15 @@ async def cancel_upload(req: Request) -> Response:
 )
 def execute_run(message: func.QueueMessage) -> None:
     api.worker.execute(message.get_body(), message.dequeue_count)
+
+
+@app.queue_trigger(
+    arg_name="message",
+    queue_name="%ASSISTANTS_INGEST_QUEUE%",
+    connection="ASSISTANTS_STORAGE_CONNECTION_STRING",
+)
+def ingest_file(message: func.QueueMessage) -> None:
+    api.worker.ingest(message.get_body(), message.dequeue_count)
 
 
 @app.timer_trigger(schedule="*/15 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)

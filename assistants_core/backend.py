@@ -12,6 +12,11 @@ fails with a `ModelError` whose code is what the run's `last_error` takes: `rate
 for 429, `server_error` for the rest, and `invalid_prompt` for a request the backend refuses
 (4xx: no such model or deployment, context too long, content filtered). A stream that breaks
 mid-answer, or sends what is not a chunk, fails at once: its answer cannot be trusted whole.
+
+Embeddings (`embed`) come from the same endpoint's `/embeddings`, in as few requests as the
+endpoint's limits allow (`MAX_EMBEDDING_INPUTS` inputs and `MAX_EMBEDDING_TOKENS` tokens a
+request), each retried like a chat call (429 within `MAX_RETRY_AFTER_SECONDS`, 5xx, timeouts,
+lost connections; `EMBEDDING_RETRIES` times) and then failed with `EmbeddingError`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -43,12 +48,26 @@ GENERIC_ERROR = "Sorry, something went wrong."
 
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
 
+# OpenAI's CreateEmbeddingRequest: at most 2,048 inputs and 300,000 tokens summed per request.
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_TOKENS = 300_000
+EMBEDDING_RETRIES = 3
+EMBEDDING_TIMEOUT_SECONDS = 60.0
+
 
 class ModelError(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
+
+
+class EmbeddingError(ModelError):
+    """The embeddings could not be had (after the retries); a file being ingested fails with
+    `server_error`. The message is for the logs, not for clients."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("server_error", message)
 
 
 @dataclass(frozen=True)
@@ -131,9 +150,18 @@ class ModelStream:
 
 
 class ModelBackend:
-    def __init__(self, base_url: str, api_key: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        embeddings_timeout: float = EMBEDDING_TIMEOUT_SECONDS,
+        retry_pause: float = 0.5,
+    ) -> None:
         self.base_url = base_url
         self._api_key = api_key
+        self._embeddings_timeout = embeddings_timeout
+        self._retry_pause = retry_pause  # the first pause after a 5xx or a timeout; doubled after
         self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
 
@@ -178,6 +206,72 @@ class ModelBackend:
                 raise ModelError("invalid_prompt", f"The model refused the request: {_detail(exc)}") from None
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def embed(
+        self,
+        inputs: Sequence[str],
+        *,
+        model: str,
+        dimensions: int | None,
+        tokens: Sequence[int] | None = None,
+        max_inputs: int = MAX_EMBEDDING_INPUTS,
+        max_tokens: int = MAX_EMBEDDING_TOKENS,
+    ) -> list[list[float]]:
+        """One vector per input, in order. `tokens` (each input's token count) lets the batches
+        fill up to `max_tokens`; without it every input is counted as a whole request's share."""
+        counts = list(tokens) if tokens is not None else [max_tokens // max_inputs] * len(inputs)
+        if len(counts) != len(inputs):
+            raise ValueError("one token count per input")
+        vectors: list[list[float]] = []
+        start = 0
+        while start < len(inputs):
+            end, budget = start, 0
+            while end < len(inputs) and end - start < max_inputs:
+                if end > start and budget + counts[end] > max_tokens:
+                    break
+                budget += counts[end]
+                end += 1
+            vectors.extend(self._embed_batch(list(inputs[start:end]), model, dimensions))
+            start = end
+        return vectors
+
+    def _embed_batch(self, inputs: list[str], model: str, dimensions: int | None) -> list[list[float]]:
+        client = self._openai()
+        import openai
+
+        extra: dict[str, Any] = {} if dimensions is None else {"dimensions": dimensions}
+        for attempt in range(EMBEDDING_RETRIES + 1):
+            try:
+                response = client.embeddings.create(
+                    input=inputs, model=model, timeout=self._embeddings_timeout, **extra
+                )
+                return _vectors(response, len(inputs), dimensions)
+            except openai.RateLimitError as exc:
+                wait = _retry_after(exc.response)
+                if attempt == EMBEDDING_RETRIES or wait is None or wait > MAX_RETRY_AFTER_SECONDS:
+                    raise EmbeddingError(f"embeddings rate limited: {_detail(exc)}") from None
+            except (openai.InternalServerError, openai.APIConnectionError) as exc:
+                log.warning("embeddings call failed (attempt %d): %s", attempt + 1, exc)
+                if attempt == EMBEDDING_RETRIES:
+                    raise EmbeddingError(f"embeddings failed {attempt + 1} times: {exc}") from None
+                wait = self._retry_pause * 2**attempt
+            except openai.APIStatusError as exc:
+                raise EmbeddingError(f"embeddings refused: {_detail(exc)}") from None
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+def _vectors(response: Any, count: int, dimensions: int | None) -> list[list[float]]:
+    """The response's vectors in input order, checked: one per input, all of one length (the
+    one asked for)."""
+    data = sorted(response.data, key=lambda item: item.index)
+    if [item.index for item in data] != list(range(count)):
+        raise EmbeddingError(f"the embeddings endpoint answered {len(data)} vectors for {count} inputs")
+    vectors = [list(map(float, item.embedding)) for item in data]
+    lengths = {len(vector) for vector in vectors}
+    if len(lengths) != 1 or (dimensions is not None and lengths != {dimensions}):
+        raise EmbeddingError(f"the embeddings endpoint answered vectors of lengths {sorted(lengths)}")
+    return vectors
 
 
 def _fragments(chunks: openai.Stream[Any]) -> Generator[Fragment, None, None]:

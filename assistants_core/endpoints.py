@@ -30,8 +30,24 @@ from .models.run import (
     RunStep,
     SubmitToolOutputsRequest,
 )
+from .models.vector_store import (
+    AttachFileRequest,
+    CreateBatchRequest,
+    CreateVectorStoreRequest,
+    FileContentPage,
+    ModifyVectorStoreRequest,
+    SearchRequest,
+    SearchResultsPage,
+    UpdateFileRequest,
+    VectorStore,
+    VectorStoreDeleted,
+    VectorStoreFile,
+    VectorStoreFileBatch,
+    VectorStoreFileDeleted,
+)
 from .pagination import ListPage, ListQuery, id_param
 from .runs import POLL_AFTER_MS
+from .vector_stores import POLL_AFTER_MS as INGEST_POLL_AFTER_MS
 
 # The one `include[]` value there is: file_search results' content.
 INCLUDABLE = frozenset({"step_details.tool_calls[*].file_search.results[*].content"})
@@ -208,6 +224,88 @@ def complete_upload(call: Call) -> Upload:
 
 def cancel_upload(call: Call) -> Upload:
     return call.service.files.cancel(call.path("upload_id"))
+
+
+# --- vector stores ---------------------------------------------------------------------------
+
+
+def create_vector_store(call: Call) -> VectorStore:
+    return call.service.vector_stores.create(CreateVectorStoreRequest.parse(call.json()))
+
+
+def list_vector_stores(call: Call) -> ListPage[VectorStore]:
+    return call.service.vector_stores.list_stores(ListQuery.from_params(call.params, ids.VECTOR_STORE))
+
+
+def retrieve_vector_store(call: Call) -> VectorStore:
+    return call.service.vector_stores.retrieve(call.path("vector_store_id"))
+
+
+def modify_vector_store(call: Call) -> VectorStore:
+    request = ModifyVectorStoreRequest.parse(call.json())
+    return call.service.vector_stores.modify(call.path("vector_store_id"), request)
+
+
+def delete_vector_store(call: Call) -> VectorStoreDeleted:
+    return call.service.vector_stores.delete(call.path("vector_store_id"))
+
+
+def search_vector_store(call: Call) -> SearchResultsPage:
+    return call.service.vector_stores.search(call.path("vector_store_id"), SearchRequest.parse(call.json()))
+
+
+def create_vector_store_file(call: Call) -> VectorStoreFile:
+    request = AttachFileRequest.parse(call.json())
+    return call.service.vector_stores.attach_file(call.path("vector_store_id"), request)
+
+
+def list_vector_store_files(call: Call) -> ListPage[VectorStoreFile]:
+    query = ListQuery.from_params(call.params, ids.FILE)
+    return call.service.vector_stores.list_files(
+        call.path("vector_store_id"), query, call.params.get("filter")
+    )
+
+
+def retrieve_vector_store_file(call: Call) -> VectorStoreFile:
+    file = call.service.vector_stores.retrieve_file(call.path("vector_store_id"), call.path("file_id"))
+    if file.status == "in_progress":
+        call.response_headers["openai-poll-after-ms"] = str(INGEST_POLL_AFTER_MS)
+    return file
+
+
+def update_vector_store_file(call: Call) -> VectorStoreFile:
+    request = UpdateFileRequest.parse(call.json())
+    return call.service.vector_stores.update_file(call.path("vector_store_id"), call.path("file_id"), request)
+
+
+def delete_vector_store_file(call: Call) -> VectorStoreFileDeleted:
+    return call.service.vector_stores.detach(call.path("vector_store_id"), call.path("file_id"))
+
+
+def retrieve_vector_store_file_content(call: Call) -> FileContentPage:
+    return call.service.vector_stores.file_content(call.path("vector_store_id"), call.path("file_id"))
+
+
+def create_vector_store_file_batch(call: Call) -> VectorStoreFileBatch:
+    request = CreateBatchRequest.parse(call.json())
+    return call.service.vector_stores.create_batch(call.path("vector_store_id"), request)
+
+
+def retrieve_vector_store_file_batch(call: Call) -> VectorStoreFileBatch:
+    batch = call.service.vector_stores.retrieve_batch(call.path("vector_store_id"), call.path("batch_id"))
+    if batch.status == "in_progress":
+        call.response_headers["openai-poll-after-ms"] = str(INGEST_POLL_AFTER_MS)
+    return batch
+
+
+def cancel_vector_store_file_batch(call: Call) -> VectorStoreFileBatch:
+    return call.service.vector_stores.cancel_batch(call.path("vector_store_id"), call.path("batch_id"))
+
+
+def list_vector_store_file_batch_files(call: Call) -> ListPage[VectorStoreFile]:
+    query = ListQuery.from_params(call.params, ids.FILE)
+    store_id, batch_id = call.path("vector_store_id"), call.path("batch_id")
+    return call.service.vector_stores.list_batch_files(store_id, batch_id, query, call.params.get("filter"))
 
 
 def _include(call: Call) -> bool:

@@ -299,6 +299,9 @@ class Executor:
         except prompt.Unservable as exc:
             yield from self._end(held, "failed", LastError(code="invalid_prompt", message=str(exc)))
             return
+        except ToolFailure as exc:  # what a built-in tool needed to be offered failed
+            yield from self._end(held, "failed", LastError(code="server_error", message=str(exc)))
+            return
         if body is None:
             yield from self._end(held, "incomplete", reason="max_prompt_tokens")
             return
@@ -341,13 +344,19 @@ class Executor:
         if run.max_completion_tokens is not None:
             completion_budget = run.max_completion_tokens - execution.completion_tokens
         messages = prompt.system_message(run) + history + turns
-        builtins = self.tools.offered(self._run_tools(held)) if run.tools else {}
-        return prompt.request_body(run, messages, execution.calls == 1, completion_budget, builtins)
+        first = execution.calls == 1
+        builtins = {}
+        if run.tools:
+            with self._cancels.watching(run.id):  # offering may wait (file_search's thread store)
+                builtins = self.tools.offered(self._run_tools(held, 0, self._vigil(held), first))
+        return prompt.request_body(run, messages, first, completion_budget, builtins)
 
-    def _run_tools(self, held: _Held, step: int = 0, check: Callable[[], None] | None = None) -> RunTools:
+    def _run_tools(
+        self, held: _Held, step: int = 0, check: Callable[[], None] | None = None, first_call: bool = False
+    ) -> RunTools:
         thread = Thread.model_validate_json(self._thread(held).document)
         attached = tuple(held.attachments)
-        return RunTools(held.run, thread.tool_resources, attached, step, check or (lambda: None))
+        return RunTools(held.run, thread.tool_resources, attached, step, first_call, check or (lambda: None))
 
     def _call(self, held: _Held, body: dict[str, object], answer: Answer) -> Iterator[Event]:
         """One model call: text and tool-call deltas as they come."""

@@ -167,7 +167,8 @@ class Api:
             ModelBackend(settings.model_base_url, settings.model_api_key) if settings.model_base_url else None
         )
         self._service = Service(store, backend)
-        self.worker = Worker(store, self._service.runs, self._service.files, self._service.code)
+        service = self._service
+        self.worker = Worker(store, service.runs, service.files, service.vector_stores, service.code)
 
     @classmethod
     def from_environment(cls) -> Api:

@@ -62,10 +62,6 @@ def system_message(run: Run) -> list[dict[str, Any]]:
 
 def chat_message(message: Message, read_image: ImageReader | None = None) -> dict[str, Any]:
     """A thread message as chat completions takes it (its images read with `read_image`)."""
-    if any(tool.type == "file_search" for a in message.attachments for tool in a.tools):
-        raise Unservable(
-            f"Message {message.id} has file_search attachments, which this service cannot search yet."
-        )
     parts: list[dict[str, Any]] = []
     for part in message.content:
         if isinstance(part, TextContentBlock):

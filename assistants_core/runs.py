@@ -75,6 +75,8 @@ class Runs:
     ) -> Run | EventStream:
         """`search_content`: the run's events show file_search results' content."""
         self._require_backend()
+        attached = [a for m in request.additional_messages or [] for a in m.attachments or []]
+        self._service.attach_to_thread(thread_id, attached)
         finding = beside(self._assistant, request.assistant_id)  # read beside the thread's first read
         written: dict[str, Record] = {}
 
@@ -110,9 +112,9 @@ class Runs:
     def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
         assistant = self._assistant(request.assistant_id)
-        if request.thread is not None:
-            self._service.files.require(request.thread.file_references("thread"))
-        new = NewThread.of(request.thread or CreateThreadRequest.parse({}), "thread")
+        thread_request = request.thread or CreateThreadRequest.parse({})
+        self._service.new_thread_resources(thread_request, "thread")
+        new = NewThread.of(thread_request, "thread")
         thread = new.thread
         run_id = ids.sequential_id(ids.RUN, len(new.messages))
         run = self._new_run(assistant, request, thread.id, run_id, thread.created_at)

@@ -29,22 +29,29 @@ from .models import (
     Thread,
     ThreadDeleted,
 )
+from .models.message import Attachment
+from .models.tools import ToolResources
 from .pagination import ListPage, ListQuery
+from .resources import THREAD_STORE_DAYS, Resources
 from .runs import Runs
 from .sandbox import open_sandbox
 from .storage import Collection, OwnerGone, Record, Store, next_message
 from .tools import Toolbox
 from .tools.code_interpreter import CodeInterpreter
+from .tools.file_search import FileSearch
+from .vector_stores import VectorStores
 
 
 class Service:
     def __init__(self, store: Store, backend: ModelBackend | None = None) -> None:
         self._store = store
         self.files = Files(store)
+        self.vector_stores = VectorStores(store, self.files, backend)
         self.code = CodeInterpreter(
             partial(open_sandbox, store.settings.sandbox), self.files, store.settings.sandbox.secret
         )
-        tools = Toolbox([self.code])
+        self.resources = Resources(self.vector_stores)
+        tools = Toolbox([FileSearch(self.vector_stores), self.code])
         self.runs = Runs(store, Executor(store, backend, tools=tools, images=self.files.image), self)
 
     # --- assistants -------------------------------------------------------------------------
@@ -52,6 +59,7 @@ class Service:
     def create_assistant(self, request: CreateAssistantRequest) -> Assistant:
         assistant_id, created_at = ids.new_id(ids.ASSISTANT)
         assistant = Assistant(id=assistant_id, created_at=created_at, model=request.model)
+        self.resources.resolve(request.tool_resources, "tool_resources", None)  # a helper's store: no expiry
         assistant = assistant.with_changes(request.given())
         self._store.assistants().insert(assistant.id, document(assistant, request.given()))
         return assistant
@@ -66,6 +74,9 @@ class Service:
         return Assistant.model_validate_json(self.assistant_record(assistant_id).document)
 
     def modify_assistant(self, assistant_id: str, request: ModifyAssistantRequest) -> Assistant:
+        self.resources.refuse_helper(request.tool_resources, "tool_resources")
+        self.resources.resolve(request.tool_resources, "tool_resources", None)
+
         def attempt() -> Assistant:
             record = self.assistant_record(assistant_id)
             assistant = Assistant.model_validate_json(record.document).with_changes(request.given())
@@ -92,7 +103,7 @@ class Service:
     # --- threads ----------------------------------------------------------------------------
 
     def create_thread(self, request: CreateThreadRequest) -> Thread:
-        self.files.require(request.file_references())
+        self.new_thread_resources(request)
         new = NewThread.of(request)
         self._store.threads().create(new.thread.id, new.document, new.messages)
         return new.thread
@@ -100,7 +111,39 @@ class Service:
     def retrieve_thread(self, thread_id: str) -> Thread:
         return Thread.model_validate_json(self.thread_record(thread_id).document)
 
+    def new_thread_resources(self, request: CreateThreadRequest, within: str = "") -> None:
+        """A new thread's files checked, its resources resolved (a helper's store made), and its
+        messages' file_search attachments put in its store."""
+        self.files.require(request.file_references(within))
+        prefix = f"{within}." if within else ""
+        self.resources.resolve(request.tool_resources, f"{prefix}tool_resources", THREAD_STORE_DAYS)
+        attachments = [a for m in request.messages or [] for a in m.attachments or []]
+        resources = request.tool_resources or ToolResources()
+        if self.resources.attach(resources, attachments):
+            request.tool_resources = resources
+
+    def attach_to_thread(self, thread_id: str, attachments: list[Attachment]) -> None:
+        """Files attached to new messages for file_search, in the thread's store (made, and the
+        thread changed to list it, if it has none)."""
+        if not any(t.type == "file_search" for a in attachments for t in a.tools):
+            return
+
+        def attempt() -> None:
+            record = self.thread_record(thread_id)
+            thread = Thread.model_validate_json(record.document)
+            self.runs.check_unlocked(
+                record, lambda run_id: f"Can't add messages to {thread_id} while a run {run_id} is active."
+            )
+            if self.resources.attach(thread.tool_resources, attachments):
+                changes = {"tool_resources": thread.tool_resources}
+                self._store.threads().replace(thread_id, record, document(thread, changes))
+
+        optimistically(attempt)
+
     def modify_thread(self, thread_id: str, request: ModifyThreadRequest) -> Thread:
+        self.resources.refuse_helper(request.tool_resources, "tool_resources")
+        self.resources.resolve(request.tool_resources, "tool_resources", None)
+
         def attempt() -> Thread:
             record = self.thread_record(thread_id)
             thread = Thread.model_validate_json(record.document).with_changes(request.given())
@@ -129,6 +172,7 @@ class Service:
 
     def create_message(self, thread_id: str, request: CreateMessageRequest) -> Message:
         self.files.require(request.file_references())
+        self.attach_to_thread(thread_id, request.attachments or [])
 
         def attempt() -> Message:  # a conflict means another message took this number
             thread = self.thread_record(thread_id)

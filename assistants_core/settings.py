@@ -13,6 +13,8 @@ STORAGE_CONNECTION_STRING = "ASSISTANTS_STORAGE_CONNECTION_STRING"
 STORAGE_ACCOUNT_URL = "ASSISTANTS_STORAGE_ACCOUNT_URL"
 TABLE_PREFIX = "ASSISTANTS_TABLE_PREFIX"
 RUNS_QUEUE = "ASSISTANTS_RUNS_QUEUE"
+INGEST_QUEUE = "ASSISTANTS_INGEST_QUEUE"
+INGEST_LEASE_SECONDS = "ASSISTANTS_INGEST_LEASE_SECONDS"
 # The queue trigger's connection is named after the storage setting, so that locally the one
 # connection string serves tables and queues; in Azure the identity-based form applies.
 QUEUE_SERVICE_URL = STORAGE_CONNECTION_STRING + "__queueServiceUri"
@@ -33,6 +35,9 @@ SANDBOX_MEMORY_MB = "ASSISTANTS_SANDBOX_MEMORY_MB"
 SANDBOX_PROCESSES = "ASSISTANTS_SANDBOX_PROCESSES"
 SANDBOX_CPU_SECONDS = "ASSISTANTS_SANDBOX_CPU_SECONDS"
 SANDBOX_UNSAFE_LOCAL = "ASSISTANTS_SANDBOX_UNSAFE_LOCAL"
+EMBEDDINGS_MODEL = "ASSISTANTS_EMBEDDINGS_MODEL"
+EMBEDDINGS_DIMENSIONS = "ASSISTANTS_EMBEDDINGS_DIMENSIONS"
+MAX_EMBEDDINGS_DIMENSIONS = 8192
 
 # Table names are 3-63 alphanumerics starting with a letter; the longest suffix we add is 10.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,50}")
@@ -110,6 +115,9 @@ class Settings:
     storage_account_url: str | None = None
     table_prefix: str = ""
     runs_queue: str = "runs"
+    ingest_queue: str = "ingestion"
+    # How long an ingestion may hold its file before the sweeper takes it to be lost.
+    ingest_lease_seconds: int = 600
     queue_service_url: str | None = None
     blob_service_url: str | None = None
     model_base_url: str | None = None
@@ -117,6 +125,9 @@ class Settings:
     run_expiry_seconds: int = 600
     stream_heartbeat_seconds: float = 15.0
     sandbox: SandboxSettings = SandboxSettings()
+    # OpenAI's own file_search: text-embedding-3-large shortened to 256 dimensions.
+    embeddings_model: str = "text-embedding-3-large"
+    embeddings_dimensions: int = 256
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +173,15 @@ class Settings:
                 f"{RUNS_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
                 f"hyphens), got {queue!r}."
             )
+        ingest_queue = env.get(INGEST_QUEUE, "").strip() or "ingestion"
+        if not _QUEUE_NAME.fullmatch(ingest_queue) or ingest_queue == queue:
+            raise ConfigurationError(
+                f"{INGEST_QUEUE} must be a storage queue name (3-63 lowercase letters, digits and single "
+                f"hyphens) other than the runs queue's, got {ingest_queue!r}."
+            )
+        lease = env.get(INGEST_LEASE_SECONDS, "").strip() or "600"
+        if not lease.isdigit() or not 1 <= int(lease) <= 1800:
+            raise ConfigurationError(f"{INGEST_LEASE_SECONDS} must be a number of seconds from 1 to 1800.")
         expiry = env.get(RUN_EXPIRY_SECONDS, "").strip() or "600"  # OpenAI's 10 minutes, and the most
         if not expiry.isdigit() or not 1 <= int(expiry) <= 600:
             raise ConfigurationError(f"{RUN_EXPIRY_SECONDS} must be a number of seconds from 1 to 600.")
@@ -174,12 +194,19 @@ class Settings:
             raise ConfigurationError(
                 f"{STREAM_HEARTBEAT_SECONDS} must be a number of seconds from 0.1 to 60."
             )
+        dimensions = env.get(EMBEDDINGS_DIMENSIONS, "").strip() or "256"
+        if not dimensions.isdigit() or not 1 <= int(dimensions) <= MAX_EMBEDDINGS_DIMENSIONS:
+            raise ConfigurationError(
+                f"{EMBEDDINGS_DIMENSIONS} must be a whole number from 1 to {MAX_EMBEDDINGS_DIMENSIONS}."
+            )
         return cls(
             api_keys=keys,
             storage_connection_string=connection_string,
             storage_account_url=account_url,
             table_prefix=prefix,
             runs_queue=queue,
+            ingest_queue=ingest_queue,
+            ingest_lease_seconds=int(lease),
             queue_service_url=env.get(QUEUE_SERVICE_URL, "").strip() or None,
             blob_service_url=env.get(BLOB_SERVICE_URL, "").strip() or None,
             model_base_url=env.get(MODEL_BASE_URL, "").strip() or None,
@@ -187,4 +214,6 @@ class Settings:
             run_expiry_seconds=int(expiry),
             stream_heartbeat_seconds=heartbeat_seconds,
             sandbox=SandboxSettings.from_environ(env, keys),
+            embeddings_model=env.get(EMBEDDINGS_MODEL, "").strip() or "text-embedding-3-large",
+            embeddings_dimensions=int(dimensions),
         )

@@ -11,6 +11,7 @@ from .runs import Runs
 from .storage import StorageUnavailable, Store
 from .storage.queue import read_message
 from .tools.code_interpreter import CodeInterpreter
+from .vector_stores import VectorStores
 
 log = logging.getLogger("assistants.runs")
 
@@ -22,13 +23,24 @@ REQUEUE_AFTER_SECONDS = 60
 
 class Worker:
     def __init__(
-        self, store: Store, runs: Runs, files: Files | None = None, code: CodeInterpreter | None = None
+        self,
+        store: Store,
+        runs: Runs,
+        files: Files | None = None,
+        vector_stores: VectorStores | None = None,
+        code: CodeInterpreter | None = None,
     ) -> None:
         self._store = store
         self._runs = runs
         self._executor: Executor = runs.executor
         self._files = files or Files(store)  # the service's, so that its deletion hooks run
         self._code = code
+        self._vector_stores = vector_stores
+
+    def ingest(self, body: bytes, dequeue_count: int | None) -> None:
+        """Ingest the vector-store file an ingestion message names (see vector_stores)."""
+        if self._vector_stores is not None:
+            self._vector_stores.ingest(body, dequeue_count)
 
     def execute(self, body: bytes, dequeue_count: int | None) -> None:
         """Drive the run a queue message names. A failure is raised, so that the host delivers
@@ -60,6 +72,11 @@ class Worker:
             self._files.sweep()
         except StorageUnavailable:
             log.warning("sweeper could not reach storage for uploads; it tries again on its next round")
+        if self._vector_stores is not None:
+            try:
+                self._vector_stores.sweep()
+            except StorageUnavailable:
+                log.warning("sweeper could not reach storage for vector stores; it tries again next round")
         active = self._store.active_runs()
         for thread_id, run_id in list(active):
             try:

@@ -70,6 +70,16 @@ param modelSkuName string = 'GlobalStandard'
 @minValue(1)
 param modelCapacity int = 30
 
+@description('Embeddings model of the created account (vector stores); its deployment is named after it.')
+param embeddingsModelName string = 'text-embedding-3-large'
+
+@description('Version of that model.')
+param embeddingsModelVersion string = '1'
+
+@description('Capacity of the embeddings deployment, in thousands of tokens per minute (quota permitting).')
+@minValue(1)
+param embeddingsCapacity int = 50
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -78,6 +88,7 @@ var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var apiKeysSecretName = 'assistants-api-keys'
 var runsQueueName = 'runs'
+var ingestQueueName = 'ingestion'
 var filesContainerName = 'files' // the app's own name for it (ASSISTANTS_TABLE_PREFIX is unset in Azure)
 var createModel = empty(modelBaseUrl)
 var modelAccountName = 'oai-${resourceToken}'
@@ -120,6 +131,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     runsQueueName: runsQueueName
+    ingestQueueName: ingestQueueName
     filesContainerName: filesContainerName
   }
 }
@@ -150,6 +162,10 @@ module model 'modules/openai.bicep' = if (createModel) {
     modelVersion: modelVersion
     skuName: modelSkuName
     capacity: modelCapacity
+    embeddingsDeploymentName: embeddingsModelName
+    embeddingsModelName: embeddingsModelName
+    embeddingsModelVersion: embeddingsModelVersion
+    embeddingsCapacity: embeddingsCapacity
   }
 }
 
@@ -201,6 +217,8 @@ module api 'modules/functions.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     runsQueueName: runsQueueName
+    ingestQueueName: ingestQueueName
+    embeddingsModel: createModel ? model!.outputs.embeddingsDeploymentName : embeddingsModelName
     modelBaseUrl: createModel ? model!.outputs.baseUrl : modelBaseUrl
     modelApiKeySecretName: storeModelApiKey ? modelApiKeySecretName : ''
     sandboxEndpoint: sessions.outputs.poolManagementEndpoint

@@ -49,6 +49,14 @@ chunk (if `stream_options.include_usage`), then `data: [DONE]`. Streams are sent
 transfer encoding, so a cut stream is an incomplete body to the client (an error, not a clean
 end).
 
+Embeddings: `POST .../embeddings` is answered with deterministic vectors (`embedding`: each word of
+the input hashed, signed, into `dimensions` slots -- 256 unless the request asks -- then
+L2-normalised), as plain float lists or, with `encoding_format: "base64"` (the Python SDK's
+default), as little-endian float32 bytes in base64. Embeddings requests have a script of their own
+(`script_embeddings(error(500), rate_limit(2), hang())`, any `Reply` whose status, `hang` and
+`delay_before` apply); a 2xx reply there means "the computed vectors". They are recorded like chat
+requests (`is_embeddings`), and `embedding_bodies()` lists theirs.
+
 Recording: `model.requests` (every request, `RecordedRequest`: method, path, lower-cased headers,
 parsed body, times, the reply chosen, and its `outcome`), `last_request()`, `bodies()`;
 `model.aborted` counts replies whose client closed the connection before they were complete
@@ -59,14 +67,18 @@ whole reply finds it recorded as such. `reset()` forgets everything between test
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import json
+import math
 import re
 import secrets
 import selectors
 import socket
 import socketserver
+import struct
 import threading
 import time
 from collections import deque
@@ -90,6 +102,7 @@ __all__ = [
     "ToolCall",
     "call",
     "cut",
+    "embedding",
     "error",
     "hang",
     "malformed",
@@ -108,6 +121,7 @@ before the reply was complete); `cut` on purpose by a scripted reply; or cut sho
 server was `stopped`."""
 
 DEFAULT_TEXT = "This is a scripted reply."
+DEFAULT_EMBEDDING_DIMENSIONS = 256
 FINGERPRINT = "fp_scripted"
 ARGUMENT_FRAGMENT = 8
 """Tool-call arguments given without explicit fragments stream in pieces of this many characters."""
@@ -370,6 +384,33 @@ def _as_reply(value: Reply | str) -> Reply:
 
 
 # ---------------------------------------------------------------------------------------------
+# Embeddings
+
+
+_WORD = re.compile(r"\w+")
+
+
+def embedding(text: str, dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS) -> list[float]:
+    """Feature hashing: each lower-cased word adds +-1 to the slot its hash picks; the sum is
+    L2-normalised (all zeros for a text with no word). Texts sharing words point alike."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        vector[digest % dimensions] += 1.0 if (digest >> 63) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm else vector
+
+
+def _embedding_inputs(body: Any) -> list[str] | None:
+    inputs = body.get("input") if isinstance(body, dict) else None
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, list) and inputs and all(isinstance(i, str) for i in inputs):
+        return inputs
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Token accounting
 
 
@@ -413,6 +454,7 @@ class RecordedRequest:
     received_at: float
     received_wall: float
     is_chat: bool = False
+    is_embeddings: bool = False
     reply: Reply | None = None
     status: int | None = None
     outcome: Outcome = "pending"
@@ -600,7 +642,7 @@ def _not_found(method: str, path: str) -> dict[str, Any]:
     return {
         "error": {
             "message": f"Unknown request URL: {method} {path}. The scripted model serves POST "
-            ".../chat/completions.",
+            ".../chat/completions and POST .../embeddings.",
             "type": "invalid_request_error",
             "param": None,
             "code": "unknown_url",
@@ -746,6 +788,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path = urlsplit(self.path).path
         is_chat = self.command == "POST" and path.rstrip("/").endswith("/chat/completions")
+        is_embeddings = self.command == "POST" and path.rstrip("/").endswith("/embeddings")
         record = RecordedRequest(
             method=self.command,
             path=self.path,
@@ -755,13 +798,16 @@ class _Handler(BaseHTTPRequestHandler):
             received_at=time.monotonic(),
             received_wall=time.time(),
             is_chat=is_chat,
+            is_embeddings=is_embeddings,
         )
         owner._record(record)
         self._record = record
         self._counted = False
         outcome: Outcome = "completed"
         try:
-            if not is_chat:
+            if is_embeddings:
+                outcome = self._embeddings(record, body)
+            elif not is_chat:
                 record.status = 404
                 payload = json.dumps(_not_found(self.command, path)).encode()
                 self._send_whole(404, payload, "application/json", {})
@@ -794,24 +840,66 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, record: RecordedRequest, body: dict[str, Any]) -> Outcome:
         owner = self.server.owner
         reply = owner._choose(body)
-        record.reply = reply
-        record.status = reply.status
         with owner._lock:
             owner._in_flight += 1
             owner._peak_in_flight = max(owner._peak_in_flight, owner._in_flight)
             self._counted = True
-        if reply.delay_before > 0:
-            self._wait(reply.delay_before)
-        if reply.hang:
-            self._wait(None)
-        if reply.status >= 400:
-            return self._error(reply)
+        failed = self._begin(record, reply)
+        if failed is not None:
+            return failed
         plan = _Plan.build(reply, body)
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return self._stream(reply, plan, include_usage)
         return self._complete(reply, plan)
+
+    def _begin(self, record: RecordedRequest, reply: Reply) -> Outcome | None:
+        """What every reply does first: wait as scripted, and answer an error reply whole."""
+        record.reply = reply
+        record.status = reply.status
+        if reply.delay_before > 0:
+            self._wait(reply.delay_before)
+        if reply.hang:
+            self._wait(None)
+        return self._error(reply) if reply.status >= 400 else None
+
+    def _embeddings(self, record: RecordedRequest, body: Any) -> Outcome:
+        reply = self.server.owner._choose_embeddings()
+        failed = self._begin(record, reply)
+        if failed is not None:
+            return failed
+        inputs = _embedding_inputs(body)
+        dimensions = body.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS) if isinstance(body, dict) else None
+        if inputs is None or len(inputs) > 2048 or not isinstance(dimensions, int) or dimensions < 1:
+            record.status = 400
+            problem = {
+                "message": "Invalid embeddings request: 'input' must be a string or 1-2048 strings, "
+                "'dimensions' a positive integer.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+            self._send_whole(400, json.dumps({"error": problem}).encode(), "application/json", {})
+            return "completed"
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = embedding(text, dimensions)
+            value: Any = (
+                base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode() if as_base64 else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        tokens = sum(len(_WORD.findall(text)) for text in inputs)
+        model = body.get("model")
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": model if isinstance(model, str) else "scripted-embeddings",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        self._send_whole(200, json.dumps(payload).encode(), "application/json", reply.headers)
+        return "completed"
 
     def _error(self, reply: Reply) -> Outcome:
         if isinstance(reply.error_body, str | bytes):
@@ -942,6 +1030,7 @@ class ModelServer:
         self._initial_default = default
         self._default: Reply | Responder | str | None = default
         self._script: deque[Reply | Responder | str] = deque()
+        self._embedding_script: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._responder_errors: list[BaseException] = []
         self._aborted = 0
@@ -1019,6 +1108,13 @@ class ModelServer:
         with self._lock:
             self._script.extend(replies)
 
+    def script_embeddings(self, *replies: Reply) -> None:
+        """Queue replies to embeddings requests, one per request in order: an error (`error`,
+        `rate_limit`), `hang()`, or any 2xx reply (`text()`, perhaps with `delay_before=`) for
+        the computed vectors. With the script empty, every request gets its vectors at once."""
+        with self._lock:
+            self._embedding_script.extend(replies)
+
     def respond_with(self, default: Reply | Responder | str | None) -> None:
         """What answers when the script is empty: a reply (every time), a responder, or None for
         the built-in `text(DEFAULT_TEXT)`."""
@@ -1036,6 +1132,7 @@ class ModelServer:
         back to the default responder given to the constructor."""
         with self._lock:
             self._script.clear()
+            self._embedding_script.clear()
             self._requests.clear()
             self._responder_errors.clear()
             self._aborted = 0
@@ -1059,6 +1156,10 @@ class ModelServer:
     def bodies(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat-completions requests, in order of arrival."""
         return [r.json for r in self.requests if r.is_chat]
+
+    def embedding_bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the embeddings requests, in order of arrival."""
+        return [r.json for r in self.requests if r.is_embeddings]
 
     @property
     def aborted(self) -> int:
@@ -1122,6 +1223,10 @@ class ModelServer:
             if outcome == "aborted":
                 self._aborted += 1
             self._changed.notify_all()
+
+    def _choose_embeddings(self) -> Reply:
+        with self._lock:
+            return self._embedding_script.popleft() if self._embedding_script else text("")
 
     def _choose(self, body: dict[str, Any]) -> Reply:
         with self._lock:

@@ -149,6 +149,7 @@ def devhost_env(storage: str, table_prefix: str, **overrides: str) -> dict[str, 
         ASSISTANTS_STORAGE_CONNECTION_STRING=storage,
         ASSISTANTS_TABLE_PREFIX=table_prefix,
         ASSISTANTS_RUNS_QUEUE=f"{table_prefix.lower() or 'tests'}-runs",
+        ASSISTANTS_INGEST_QUEUE=f"{table_prefix.lower() or 'tests'}-ingest",
     )
     env.update(overrides)
     return env

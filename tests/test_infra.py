@@ -207,7 +207,12 @@ def test_storage_holds_the_runs_queue_and_its_poison_queue() -> None:
     service = only("modules/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices")
     assert service == {"parent": "account", "name": "default"}
     queues = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues")
-    assert sorted(queue["name"] for queue in queues) == ["${runsQueueName}-poison", "runsQueueName"]
+    assert sorted(queue["name"] for queue in queues) == [
+        "${ingestQueueName}-poison",
+        "${runsQueueName}-poison",
+        "ingestQueueName",
+        "runsQueueName",
+    ]
     assert all(queue["parent"] == "queues" for queue in queues)
     assert all(
         resource["api_version"] == account_api
@@ -222,7 +227,10 @@ def test_function_app_queue_triggers_use_the_deployed_queue_and_connection() -> 
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "queue_trigger":
             keywords = {k.arg: k.value for k in node.keywords}
-            assert ast.literal_eval(keywords["queue_name"]) == "%ASSISTANTS_RUNS_QUEUE%"
+            assert ast.literal_eval(keywords["queue_name"]) in (
+                "%ASSISTANTS_RUNS_QUEUE%",
+                "%ASSISTANTS_INGEST_QUEUE%",
+            )
             assert ast.literal_eval(keywords["connection"]) == RUNS_CONNECTION
 
 
@@ -251,7 +259,11 @@ def test_storage_takes_no_keys_and_hosts_the_deployment_container() -> None:
     containers = resources(
         "modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers"
     )
-    assert sorted(c["name"] for c in containers) == ["deploymentContainerName", "filesContainerName"]
+    assert sorted(c["name"] for c in containers) == [
+        "deploymentContainerName",
+        "filesContainerName",
+        "indexes",
+    ]
     assert all(c["properties"]["publicAccess"] == "None" for c in containers)
     assert parsed("main.bicep")["variables"]["filesContainerName"]["value"] == "files"
 
@@ -344,6 +356,10 @@ def test_the_model_account_and_deployment_exist_only_without_an_endpoint() -> No
         "modelVersion": "modelVersion",
         "skuName": "modelSkuName",
         "capacity": "modelCapacity",
+        "embeddingsDeploymentName": "embeddingsModelName",
+        "embeddingsModelName": "embeddingsModelName",
+        "embeddingsModelVersion": "embeddingsModelVersion",
+        "embeddingsCapacity": "embeddingsCapacity",
     }
     # Nothing else creates an account or a deployment (roles.bicep only refers to the account).
     for other in {m["detail"]["path"] for m in main["modules"].values()} - {"modules/openai.bicep"}:
@@ -351,7 +367,7 @@ def test_the_model_account_and_deployment_exist_only_without_an_endpoint() -> No
         assert not resources(other, "Microsoft.CognitiveServices/accounts/deployments"), other
 
 
-def test_the_model_account_takes_no_keys_and_holds_one_deployment() -> None:
+def test_the_model_account_takes_no_keys_and_holds_the_chat_and_embeddings_deployments() -> None:
     account = only("modules/openai.bicep", "Microsoft.CognitiveServices/accounts")
     assert account["kind"] == "AIServices"
     assert account["name"] == "name"
@@ -360,7 +376,15 @@ def test_the_model_account_takes_no_keys_and_holds_one_deployment() -> None:
         "disableLocalAuth": True,
         "publicNetworkAccess": "Enabled",  # as storage and Key Vault
     }
-    deployment = only("modules/openai.bicep", "Microsoft.CognitiveServices/accounts/deployments")
+    deployment, embeddings = resources(
+        "modules/openai.bicep", "Microsoft.CognitiveServices/accounts/deployments"
+    )
+    assert embeddings["properties"]["model"] == {
+        "format": "OpenAI",
+        "name": "embeddingsModelName",
+        "version": "embeddingsModelVersion",
+    }
+    assert embeddings["dependsOn"] == ["deployment"]  # an account takes one deployment change at a time
     assert deployment["parent"] == "account"
     assert deployment["name"] == "deploymentName"
     assert deployment["sku"] == {"name": "skuName", "capacity": "capacity"}

@@ -46,5 +46,5 @@ def test_the_js_sdk_runs_assistants(devhost: DevHost, model: ModelServer) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = re.search(r"\bpass (\d+)", result.stdout)
-    assert passed is not None and int(passed.group(1)) == 14, result.stdout  # 7 tests x 2 clients
+    assert passed is not None and int(passed.group(1)) == 16, result.stdout  # 8 tests x 2 clients
     assert re.search(r"\bfail 0\b", result.stdout), result.stdout

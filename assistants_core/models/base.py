@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -92,11 +92,13 @@ class RequestModel(WireModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
-def check_metadata(value: dict[str, str]) -> dict[str, str]:
+def check_pairs(value: Mapping[str, object], field: str) -> None:
+    """The spec's bounds on a map of at most 16 pairs (`metadata`, a vector-store file's
+    `attributes`): keys up to 64 characters, string values up to 512."""
     if len(value) > METADATA_MAX_PAIRS:
         raise PydanticCustomError(
             "object_above_max_properties",
-            "Invalid 'metadata': too many properties. Expected an object with at most {limit} "
+            "Invalid '" + field + "': too many properties. Expected an object with at most {limit} "
             "properties, but got an object with {count} properties instead.",
             {"limit": METADATA_MAX_PAIRS, "count": len(value)},
         )
@@ -104,17 +106,21 @@ def check_metadata(value: dict[str, str]) -> dict[str, str]:
         if len(key) > METADATA_MAX_KEY:
             raise PydanticCustomError(
                 "string_above_max_length",
-                "Invalid 'metadata': keys can be at most {limit} characters long, but a key is "
+                "Invalid '" + field + "': keys can be at most {limit} characters long, but a key is "
                 "{length} characters long.",
                 {"limit": METADATA_MAX_KEY, "length": len(key)},
             )
-        if len(item) > METADATA_MAX_VALUE:
+        if isinstance(item, str) and len(item) > METADATA_MAX_VALUE:
             raise PydanticCustomError(
                 "string_above_max_length",
-                "Invalid 'metadata': values can be at most {limit} characters long, but the value "
+                "Invalid '" + field + "': values can be at most {limit} characters long, but the value "
                 "of {key!r} is {length} characters long.",
                 {"limit": METADATA_MAX_VALUE, "key": key[:METADATA_MAX_KEY], "length": len(item)},
             )
+
+
+def check_metadata(value: dict[str, str]) -> dict[str, str]:
+    check_pairs(value, "metadata")
     return value
 
 

@@ -121,20 +121,18 @@ class CodeInterpreterResources(SparseModel):
     data_sources: FoundryOnly = None
 
 
+class VectorStoreHelper(SparseModel):
+    """A store to create from these files, in place of its id (create requests only)."""
+
+    file_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    chunking_strategy: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+
+
 class FileSearchResources(SparseModel):
     vector_store_ids: list[str] | None = Field(default=None, max_length=1)
-    vector_stores: Any = None
-
-    @field_validator("vector_stores")
-    @classmethod
-    def _no_vector_store_helper(cls, value: Any) -> None:
-        if value is not None:
-            raise PydanticCustomError(
-                "unsupported_parameter",
-                "Creating vector stores through 'vector_stores' is not supported yet by this "
-                "service; pass existing ids in 'vector_store_ids' instead.",
-            )
-        return None
+    # Resolved into `vector_store_ids` before anything is stored: never returned.
+    vector_stores: list[VectorStoreHelper] | None = Field(default=None, max_length=1, exclude=True)
 
 
 class ToolResources(SparseModel):

@@ -134,18 +134,20 @@ class Collection(Partition):
 
     def delete(self, object_id: str, current: Record) -> None:
         """Remove an object, only if it is still at `current` (else ConcurrentUpdate)."""
+        self.submit([*self._guards, *self.delete_operations(object_id, current)])
+
+    def delete_operations(self, object_id: str, current: Record) -> list[Operation]:
+        """What `delete` writes (without the guard), for a transaction of the caller's."""
         first_key = self.data_key(object_id)
         key = ids.sort_key(object_id)
         keys = [part_key(first_key, n) for n in range(1, current.rows)] + [self._index + key]
         group = current.first.get("group")
         if group:
             keys += [f"{self._group}{group}:a{key}", f"{self._group}{group}:d{ids.inverted(key)}"]
-        operations: list[Operation] = [
-            *self._guards,
+        return [
             (TransactionOperation.DELETE, self.row(first_key), unchanged_since(current)),
             *[(TransactionOperation.DELETE, self.row(k)) for k in keys],
         ]
-        self.submit(operations)
 
     # --- pages ------------------------------------------------------------------------------
 

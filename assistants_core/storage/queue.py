@@ -21,22 +21,22 @@ from .rows import translated_errors
 from .store import CLIENT_OPTIONS, transport
 
 
-class RunQueue:
-    def __init__(self, settings: Settings) -> None:
+class _Queue:
+    def __init__(self, settings: Settings, name: str) -> None:
         self._settings = settings
+        self._name = name
         self._client: QueueClient | None = None
         self._lock = threading.Lock()
 
-    def send(self, thread_id: str, run_id: str) -> None:
-        """Ask for an executor for the run (StorageUnavailable if the queue cannot be reached)."""
-        body = json.dumps({"thread_id": thread_id, "run_id": run_id})
+    def _send(self, message: dict[str, str]) -> None:
+        """StorageUnavailable if the queue cannot be reached."""
         with translated_errors():
-            self._queue().send_message(body)
+            self._queue().send_message(json.dumps(message))
 
     def _queue(self) -> QueueClient:
         with self._lock:
             if self._client is None:
-                self._client = _client(self._settings)
+                self._client = _client(self._settings, self._name)
                 if self._settings.storage_connection_string:  # local storage: make the queue if missing
                     try:
                         self._client.create_queue()
@@ -48,7 +48,26 @@ class RunQueue:
             return self._client
 
 
-def _client(settings: Settings) -> QueueClient:
+class RunQueue(_Queue):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.runs_queue)
+
+    def send(self, thread_id: str, run_id: str) -> None:
+        """Ask for an executor for the run."""
+        self._send({"thread_id": thread_id, "run_id": run_id})
+
+
+class IngestQueue(_Queue):
+    """A message per (vector store, file) to ingest, on a queue of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.ingest_queue)
+
+    def send(self, store_id: str, file_id: str) -> None:
+        self._send({"vector_store_id": store_id, "file_id": file_id})
+
+
+def _client(settings: Settings, name: str) -> QueueClient:
     policies: dict[str, Any] = {
         "transport": transport(),
         "message_encode_policy": TextBase64EncodePolicy(),
@@ -56,30 +75,42 @@ def _client(settings: Settings) -> QueueClient:
     }
     if settings.storage_connection_string:
         return QueueClient.from_connection_string(
-            settings.storage_connection_string, settings.runs_queue, **policies, **CLIENT_OPTIONS
+            settings.storage_connection_string, name, **policies, **CLIENT_OPTIONS
         )
     from azure.identity import DefaultAzureCredential
 
     return QueueClient(
         settings.queue_service_url or "",
-        settings.runs_queue,
+        name,
         credential=DefaultAzureCredential(),
         **policies,
         **CLIENT_OPTIONS,
     )
 
 
-def read_message(body: bytes) -> tuple[str, str] | None:
-    """The (thread id, run id) a queue message names; None for anything else."""
+def _named(body: bytes, *fields: tuple[str, str]) -> tuple[str, ...] | None:
+    """The ids a message's JSON object holds under `fields` (name, id prefix), each valid; None
+    for anything else."""
     try:
         value = json.loads(body)
     except ValueError:
         return None
     if not isinstance(value, dict):
         return None
-    thread_id, run_id = value.get("thread_id"), value.get("run_id")
-    if not (isinstance(thread_id, str) and ids.is_valid(ids.THREAD, thread_id)):
-        return None
-    if not (isinstance(run_id, str) and ids.is_valid(ids.RUN, run_id)):
-        return None
-    return thread_id, run_id
+    found = tuple(value.get(name) for name, _ in fields)
+    for item, (_, prefix) in zip(found, fields, strict=True):
+        if not (isinstance(item, str) and ids.is_valid(prefix, item)):
+            return None
+    return tuple(str(item) for item in found)
+
+
+def read_message(body: bytes) -> tuple[str, str] | None:
+    """The (thread id, run id) a queue message names; None for anything else."""
+    named = _named(body, ("thread_id", ids.THREAD), ("run_id", ids.RUN))
+    return (named[0], named[1]) if named else None
+
+
+def read_ingest_message(body: bytes) -> tuple[str, str] | None:
+    """The (vector store id, file id) an ingestion message names; None for anything else."""
+    named = _named(body, ("vector_store_id", ids.VECTOR_STORE), ("file_id", ids.FILE))
+    return (named[0], named[1]) if named else None

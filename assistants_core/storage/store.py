@@ -22,6 +22,7 @@ from .files import EXPIRING, Expiries, Uploads
 from .rows import translated_errors
 from .runs import ActiveRuns
 from .threads import Threads
+from .vector_stores import VectorStoreRows
 
 # Storage calls (tables and the queue) fail fast and in bounded time, so a client sees a 503
 # rather than a hang.
@@ -132,6 +133,9 @@ class Store:
 
     def uploads(self) -> Uploads:
         return Uploads(self._table("uploads"))
+
+    def vector_stores(self) -> VectorStoreRows:
+        return VectorStoreRows(self._table("vectorstores"))
 
     def blobs(self) -> Blobs:
         """The files' bytes; the container is named like the tables (`<prefix>files`, lowercased)."""

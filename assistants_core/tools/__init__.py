@@ -38,6 +38,7 @@ class RunTools:
     thread_resources: ToolResources | None = None
     attachments: tuple[Attachment, ...] = ()
     step: int = 0  # the number of the step whose calls are executed
+    first_call: bool = False  # the run's first model call is being asked
     # Raises if the run must stop (cancelled, expired); renews its lease while a tool works.
     check: Callable[[], None] = field(default=lambda: None)
 

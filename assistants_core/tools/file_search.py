@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..models.run import Run, StepToolCall
@@ -29,6 +29,7 @@ from . import CallDelta, RunTools, ToolFailure
 
 FUNCTION = "file_search"
 MAX_QUERIES = 5
+WAIT_SECONDS = 60  # what OpenAI's runs wait for a thread store's files before the first call
 DEFAULT_RESULTS = 20
 SMALL_MODEL_RESULTS = 5  # OpenAI's default for gpt-3.5 models
 RANKER: Literal["default_2024_08_21"] = "default_2024_08_21"  # `auto`, as OpenAI returns it
@@ -59,12 +60,20 @@ DEFINITION: dict[str, Any] = {
 _MARKER = re.compile(r"【(\d+):(\d+)†([^】\n]{0,255})】")
 
 
-@dataclass(frozen=True)
-class Hit:
-    file_id: str
-    filename: str
-    score: float
-    text: str
+class Hit(Protocol):
+    """A chunk a search found."""
+
+    @property
+    def file_id(self) -> str: ...
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 class Searcher(Protocol):
@@ -72,6 +81,12 @@ class Searcher(Protocol):
 
     def searchable(self, store_ids: list[str]) -> list[str]:
         """The stores among these that exist, have not expired and hold a searchable file."""
+
+    def expired(self, store_ids: list[str]) -> list[str]:
+        """The stores among these past their expiry."""
+
+    def wait_for_files(self, store_id: str, seconds: float) -> bool:
+        """Until the store has no file in progress, or `seconds` passed."""
 
     def search_for_run(
         self, store_ids: list[str], queries: list[str], max_results: int, score_threshold: float
@@ -87,7 +102,20 @@ class FileSearch:
         self._searcher = searcher
 
     def offer(self, tools: RunTools) -> dict[str, Any] | None:
-        return DEFINITION if self._searcher.searchable(stores(tools)) else None
+        """The search function, if the run has a store to search. Before the run's first model
+        call, the thread's store may take up to WAIT_SECONDS to finish its files (the
+        assistant's is searched as it is); a store past its expiry fails the run."""
+        run_stores = stores(tools)
+        expired = self._searcher.expired(run_stores)
+        if expired:
+            raise ToolFailure(f"Vector store '{expired[0]}' has expired: it can no longer be searched.")
+        thread = tools.thread_resources.file_search if tools.thread_resources else None
+        if tools.first_call and thread is not None:
+            deadline = time.monotonic() + WAIT_SECONDS
+            for store_id in thread.vector_store_ids or []:
+                while not self._searcher.wait_for_files(store_id, 1.0) and time.monotonic() < deadline:
+                    tools.check()  # a cancel or the deadline ends the wait; the lease is renewed
+        return DEFINITION if self._searcher.searchable(run_stores) else None
 
     def header(self, index: int, call_id: str, name: str) -> CallDelta:
         return FileSearchCallDelta(index=index, id=call_id)

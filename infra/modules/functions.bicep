@@ -15,6 +15,10 @@ param maximumInstanceCount int
 param instanceMemoryMB int
 param httpPerInstanceConcurrency int
 param runsQueueName string
+param ingestQueueName string
+
+@description('Embeddings model (deployment) vector stores embed with (ASSISTANTS_EMBEDDINGS_MODEL).')
+param embeddingsModel string
 
 @description('OpenAI-compatible base URL of the model runs call (ASSISTANTS_MODEL_BASE_URL).')
 param modelBaseUrl string
@@ -114,6 +118,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       AZURE_CLIENT_ID: identityClientId
       ASSISTANTS_STORAGE_ACCOUNT_URL: storage.properties.primaryEndpoints.table
       ASSISTANTS_RUNS_QUEUE: runsQueueName
+      ASSISTANTS_INGEST_QUEUE: ingestQueueName
+      ASSISTANTS_EMBEDDINGS_MODEL: embeddingsModel
       // The runs queue trigger's connection, "ASSISTANTS_STORAGE_CONNECTION_STRING", by identity.
       // No plain ASSISTANTS_STORAGE_CONNECTION_STRING here: a plain value is read as a connection
       // string, and this account takes no keys.

@@ -10,6 +10,14 @@ param deploymentName string
 param modelName string
 param modelVersion string
 
+@description('Name of the embeddings deployment (ASSISTANTS_EMBEDDINGS_MODEL): vector stores embed with it.')
+param embeddingsDeploymentName string
+param embeddingsModelName string
+param embeddingsModelVersion string
+
+@description('Capacity of the embeddings deployment, in thousands of tokens per minute.')
+param embeddingsCapacity int
+
 @description('Deployment SKU, such as GlobalStandard or Standard.')
 param skuName string
 
@@ -48,6 +56,26 @@ resource deployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01
   }
 }
 
+// Beside the chat model, in the same account. An account takes one deployment change at a time.
+resource embeddings 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = {
+  parent: account
+  name: embeddingsDeploymentName
+  sku: {
+    name: skuName
+    capacity: embeddingsCapacity
+  }
+  properties: {
+    model: {
+      format: 'OpenAI'
+      name: embeddingsModelName
+      version: embeddingsModelVersion
+    }
+  }
+  dependsOn: [
+    deployment
+  ]
+}
+
 // https://<name>.openai.azure.com/, with its trailing slash as Azure returns it.
 var openAiEndpoint = account.properties.endpoints['OpenAI Language Model Instance API']
 
@@ -55,3 +83,4 @@ output name string = account.name
 @description('The OpenAI-compatible v1 base URL (ASSISTANTS_MODEL_BASE_URL): https://<name>.openai.azure.com/openai/v1/.')
 output baseUrl string = endsWith(openAiEndpoint, '/') ? '${openAiEndpoint}openai/v1/' : '${openAiEndpoint}/openai/v1/'
 output deploymentName string = deployment.name
+output embeddingsDeploymentName string = embeddings.name

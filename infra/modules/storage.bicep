@@ -9,6 +9,9 @@ param deploymentContainerName string
 @description('The queue that carries runs to the worker (app setting ASSISTANTS_RUNS_QUEUE).')
 param runsQueueName string
 
+@description('The queue that carries vector-store files to ingestion (app setting ASSISTANTS_INGEST_QUEUE).')
+param ingestQueueName string
+
 @description('The container that holds uploaded files, one blob per file (the app names it "files").')
 param filesContainerName string
 
@@ -73,6 +76,26 @@ resource runsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-
 resource runsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queues
   name: '${runsQueueName}-poison'
+}
+
+// Vector-store indexes (one LanceDB table per store beneath it), made here for the same reason.
+resource indexes 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: 'indexes'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Vector-store ingestion: a queue of its own, so that ingesting files never delays runs.
+resource ingestQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queues
+  name: ingestQueueName
+}
+
+resource ingestPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queues
+  name: '${ingestQueueName}-poison'
 }
 
 output name string = account.name
