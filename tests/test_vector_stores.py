@@ -526,3 +526,38 @@ def test_search_answers_its_queries(http: httpx.Client, client: OpenAI) -> None:
         json={"query": "bees", "ranking_options": {"score_threshold": 1.0}},
     )
     assert all(hit["score"] >= 1.0 for hit in high.json()["data"])
+
+
+def test_embeddings_timing_out_are_retried_then_the_file_fails(azurite: Azurite, model: ModelServer) -> None:
+    """In this process, on tables and a queue of its own (no dev host takes the message): the
+    ingestion run as the queue trigger runs it, each embeddings call given a second."""
+    prefix = "t" + secrets.token_hex(4)
+    settings = Settings(
+        api_keys=(b"unused",),
+        storage_connection_string=azurite.connection_string,
+        table_prefix=prefix,
+        ingest_queue=f"{prefix}-ingest",
+    )
+    store = Store(settings)
+    files = Files(store)
+    backend = ModelBackend(model.base_url, None, embeddings_timeout=1, retry_pause=0.05)
+    stores = VectorStores(store, files, backend)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="bees.txt"\r\n\r\n'
+        + DOCUMENTS["bees.txt"].encode()
+        + b"\r\n--b--\r\n"
+    )
+    file = files.create("multipart/form-data; boundary=b", iter([body]))
+    store_id = stores.create_for_thread([file.id])
+    model.script_embeddings(*[hang() for _ in range(4)])
+    message = json.dumps({"vector_store_id": store_id, "file_id": file.id}).encode()
+    stores.ingest(message, 1)
+    failed = stores.retrieve_file(store_id, file.id)
+    assert failed.status == "failed"
+    assert failed.last_error is not None and failed.last_error.code == "server_error"
+    assert len(model.embedding_bodies()) == 4  # the first call and its three retries
+    counts = stores.retrieve(store_id).file_counts
+    assert (counts.failed, counts.in_progress, counts.total) == (1, 0, 1)
+    stores.ingest(message, 2)  # delivered again: the file has ended, nothing changes
+    assert stores.retrieve(store_id).file_counts == counts
