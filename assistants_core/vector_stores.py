@@ -285,7 +285,9 @@ class VectorStores:
                 changes["expires_at"] = (
                     anchor + request.expires_after.days * DAY_SECONDS if request.expires_after else None
                 )
-            updated = stored.model_copy(update={"store": store.model_copy(update=changes)})
+            # A new expiry revives an expired store: its next expiry empties it again.
+            purged = stored.purged and "expires_after" not in given
+            updated = stored.model_copy(update={"store": store.model_copy(update=changes), "purged": purged})
             if updated.store.expires_at is not None and updated.store.expires_at != store.expires_at:
                 self._rows.expiries.add(updated.store.expires_at, store_id)
             self._rows.submit(store_id, self._rows.store_replacement(store_id, record, _dump(updated)))
@@ -746,8 +748,9 @@ class VectorStores:
             return
         record, stored = found
         store = stored.store
-        if store.expires_at is not None and store.expires_at > now:  # refreshed meanwhile
-            self._rows.expiries.add(store.expires_at, store_id)
+        if store.expires_at is None or store.expires_at > now:  # no longer expiring, or refreshed
+            if store.expires_at is not None:
+                self._rows.expiries.add(store.expires_at, store_id)
         elif not stored.purged:
             file_ids = self._file_ids(store_id)
             self.index.drop(store_id)
@@ -761,13 +764,7 @@ class VectorStores:
                 self._rows.submit(store_id, self._rows.store_replacement(store_id, record, _dump(updated)))
             except ConcurrentUpdate:
                 return  # the next round sees it again
-        if (
-            store.expires_at != expires_at
-            or stored.purged
-            or store.expires_at is None
-            or store.expires_at <= now
-        ):
-            self._rows.expiries.remove(expires_at, store_id)
+        self._rows.expiries.remove(expires_at, store_id)  # due, so never the row just added
 
     # --- shared steps ------------------------------------------------------------------------
 

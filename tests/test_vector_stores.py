@@ -561,3 +561,21 @@ def test_embeddings_timing_out_are_retried_then_the_file_fails(azurite: Azurite,
     assert (counts.failed, counts.in_progress, counts.total) == (1, 0, 1)
     stores.ingest(message, 2)  # delivered again: the file has ended, nothing changes
     assert stores.retrieve(store_id).file_counts == counts
+
+
+def test_a_store_whose_expiry_was_removed_is_kept(devhost: DevHost) -> None:
+    client = sdk_clients(devhost)["openai"]
+    file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
+    store = client.vector_stores.create(
+        file_ids=[file_id], expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
+    assert client.vector_stores.update(store.id, expires_after=None).expires_at is None
+    rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
+    rows.expiries.add(int(time.time()) - 10, store.id)  # as if its old expiry had come
+    wait_until(
+        lambda: store.id not in {s for s, _ in rows.expiries.due(int(time.time()))}, 60, "the sweeper's round"
+    )
+    kept = client.vector_stores.retrieve(store.id)
+    assert (kept.status, kept.file_counts.completed) == ("completed", 1)
+    assert client.vector_stores.search(store.id, query="bees").data
