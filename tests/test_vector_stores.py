@@ -278,6 +278,11 @@ def test_cancel_a_batch(client: OpenAI, model: ModelServer) -> None:
     file_ids = [upload(client, f"slow{i}.txt", f"slow file {i}") for i in range(3)]
     batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids)
     assert batch.status == "in_progress" and batch.file_counts.in_progress == 3
+    # Polls are steered while in progress (JS would otherwise wait 5 s a poll).
+    raw = client.vector_stores.file_batches.with_raw_response.retrieve(batch.id, vector_store_id=store.id)
+    assert raw.headers["openai-poll-after-ms"] == "500"
+    raw = client.vector_stores.files.with_raw_response.retrieve(file_ids[0], vector_store_id=store.id)
+    assert raw.headers["openai-poll-after-ms"] == "500"
     cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
     assert cancelled.status == "cancelled"
     assert cancelled.file_counts.in_progress == 0 and cancelled.file_counts.cancelled == 3
