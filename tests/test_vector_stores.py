@@ -281,8 +281,8 @@ def test_cancel_a_batch(client: OpenAI, model: ModelServer) -> None:
     # Polls are steered while in progress (JS would otherwise wait 5 s a poll).
     raw = client.vector_stores.file_batches.with_raw_response.retrieve(batch.id, vector_store_id=store.id)
     assert raw.headers["openai-poll-after-ms"] == "500"
-    raw = client.vector_stores.files.with_raw_response.retrieve(file_ids[0], vector_store_id=store.id)
-    assert raw.headers["openai-poll-after-ms"] == "500"
+    raw_file = client.vector_stores.files.with_raw_response.retrieve(file_ids[0], vector_store_id=store.id)
+    assert raw_file.headers["openai-poll-after-ms"] == "500"
     cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
     assert cancelled.status == "cancelled"
     assert cancelled.file_counts.in_progress == 0 and cancelled.file_counts.cancelled == 3
