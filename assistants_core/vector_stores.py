@@ -641,6 +641,10 @@ class VectorStores:
             self._finish(store_id, file_id, "failed", 0, _server_error())
             return
         self._store.blobs().write(_text_blob(store_id, file_id), [prepared.text.encode()], MAX_FILE_BYTES)
+        # A first delivery appends (no chunks can be there yet), unless its lease ran out and
+        # another delivery claimed the file meanwhile: then both merge, and neither duplicates.
+        current = self._file(store_id, file_id)
+        superseded = current is not None and current[1].deliveries != stored.deliveries
         self.index.add_file(
             store_id,
             space,
@@ -648,7 +652,7 @@ class VectorStores:
             stored.filename,
             stored.file.attributes or {},
             prepared.chunks,
-            replace=stored.deliveries > 1,
+            replace=stored.deliveries > 1 or superseded,
         )
         self._finish(store_id, file_id, "completed", prepared.usage_bytes, None)
         now = self._file(store_id, file_id)
