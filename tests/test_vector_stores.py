@@ -584,3 +584,38 @@ def test_a_store_whose_expiry_was_removed_is_kept(devhost: DevHost) -> None:
     kept = client.vector_stores.retrieve(store.id)
     assert (kept.status, kept.file_counts.completed) == ("completed", 1)
     assert client.vector_stores.search(store.id, query="bees").data
+
+
+def test_a_batch_of_files_each_with_its_own_attributes_and_chunking(
+    http: httpx.Client, client: OpenAI
+) -> None:
+    store = client.vector_stores.create()
+    bees, tides = (upload(client, name, DOCUMENTS[name]) for name in ("bees.txt", "tides.txt"))
+    small = {"type": "static", "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 100}}
+    response = http.post(
+        f"/vector_stores/{store.id}/file_batches",
+        json={
+            "files": [
+                {"file_id": bees, "attributes": {"kind": "insect", "legs": 6}, "chunking_strategy": small},
+                {"file_id": tides},
+            ],
+            "attributes": {"ignored": True},
+        },
+    )
+    assert response.status_code == 200, response.text
+    batch = client.vector_stores.file_batches.poll(response.json()["id"], vector_store_id=store.id)
+    assert batch.file_counts.completed == 2
+    first = client.vector_stores.files.retrieve(bees, vector_store_id=store.id)
+    second = client.vector_stores.files.retrieve(tides, vector_store_id=store.id)
+    assert first.attributes == {"kind": "insect", "legs": 6}
+    assert first.chunking_strategy.static.max_chunk_size_tokens == 200  # type: ignore[union-attr]
+    assert second.attributes is None
+    assert second.chunking_strategy.static.max_chunk_size_tokens == 800  # type: ignore[union-attr]
+    found = client.vector_stores.search(
+        store.id, query="animals", filters={"type": "gte", "key": "legs", "value": 4}
+    )
+    assert [r.file_id for r in found.data] == [bees]
+    both = http.post(
+        f"/vector_stores/{store.id}/file_batches", json={"file_ids": [bees], "files": [{"file_id": bees}]}
+    )
+    assert_error(both, 400, param="files")
