@@ -73,11 +73,15 @@ def test_create_and_poll_then_search_finds_the_right_file_first(client: OpenAI) 
     assert "moon" in results.data[0].content[0].text
 
 
-def completed_store(client: OpenAI, names: list[str]) -> tuple[str, dict[str, str]]:
+def completed_store(client: OpenAI, names: list[str], **create: Any) -> tuple[str, dict[str, str]]:
+    """A store of those documents, once ingested; `create` adds to the create request."""
     file_ids = {name: upload(client, name, DOCUMENTS[name]) for name in names}
-    store = client.vector_stores.create(file_ids=list(file_ids.values()))
+    store = client.vector_stores.create(file_ids=list(file_ids.values()), **create)
     wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
     return store.id, file_ids
+
+
+DAY = {"anchor": "last_active_at", "days": 1}
 
 
 def test_the_wire_objects_have_every_field(http: httpx.Client, client: OpenAI) -> None:
@@ -372,34 +376,30 @@ def test_the_same_message_twice_gives_one_copy_of_each_chunk(devhost: DevHost, m
 
 def test_expiry(devhost: DevHost) -> None:
     client = sdk_clients(devhost)["openai"]
-    file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
-    store = client.vector_stores.create(
-        file_ids=[file_id], expires_after={"anchor": "last_active_at", "days": 1}
-    )
-    wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
-    searched = client.vector_stores.search(store.id, query="bees")
+    store_id, _ = completed_store(client, ["bees.txt"], expires_after=DAY)
+    searched = client.vector_stores.search(store_id, query="bees")
     assert searched.data
     # As the store would be after two idle days: its times moved back, its expiry row with them.
     rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
-    record = rows.get(store.id)
+    record = rows.get(store_id)
     assert record is not None
     stored = json.loads(record.document)
     now = int(time.time())
     stored["store"].update(last_active_at=now - 2 * 86400, expires_at=now - 86400)
-    rows.submit(store.id, rows.store_replacement(store.id, record, json.dumps(stored).encode()))
-    rows.expiries.add(now - 86400, store.id)
-    expired = client.vector_stores.retrieve(store.id)
+    rows.submit(store_id, rows.store_replacement(store_id, record, json.dumps(stored).encode()))
+    rows.expiries.add(now - 86400, store_id)
+    expired = client.vector_stores.retrieve(store_id)
     assert expired.status == "expired"
     with pytest.raises(openai.BadRequestError) as raised:
-        client.vector_stores.search(store.id, query="bees")
-    assert error_of(raised.value)["message"] == f"Vector store '{store.id}' has expired."
+        client.vector_stores.search(store_id, query="bees")
+    assert error_of(raised.value)["message"] == f"Vector store '{store_id}' has expired."
 
     def emptied() -> bool:
-        return client.vector_stores.retrieve(store.id).file_counts.total == 0
+        return client.vector_stores.retrieve(store_id).file_counts.total == 0
 
     wait_until(emptied, 60, "the sweeper to empty the expired store")
-    assert client.vector_stores.retrieve(store.id).usage_bytes == 0
-    assert list(client.vector_stores.files.list(store.id)) == []
+    assert client.vector_stores.retrieve(store_id).usage_bytes == 0
+    assert list(client.vector_stores.files.list(store_id)) == []
 
 
 def test_a_worker_killed_mid_file_ends_the_file(azurite: Azurite, model: ModelServer) -> None:
@@ -570,20 +570,16 @@ def test_embeddings_timing_out_are_retried_then_the_file_fails(azurite: Azurite,
 
 def test_a_store_whose_expiry_was_removed_is_kept(devhost: DevHost) -> None:
     client = sdk_clients(devhost)["openai"]
-    file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
-    store = client.vector_stores.create(
-        file_ids=[file_id], expires_after={"anchor": "last_active_at", "days": 1}
-    )
-    wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
-    assert client.vector_stores.update(store.id, expires_after=None).expires_at is None
+    store_id, _ = completed_store(client, ["bees.txt"], expires_after=DAY)
+    assert client.vector_stores.update(store_id, expires_after=None).expires_at is None
     rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
-    rows.expiries.add(int(time.time()) - 10, store.id)  # as if its old expiry had come
+    rows.expiries.add(int(time.time()) - 10, store_id)  # as if its old expiry had come
     wait_until(
-        lambda: store.id not in {s for s, _ in rows.expiries.due(int(time.time()))}, 60, "the sweeper's round"
+        lambda: store_id not in {s for s, _ in rows.expiries.due(int(time.time()))}, 60, "the sweeper's round"
     )
-    kept = client.vector_stores.retrieve(store.id)
+    kept = client.vector_stores.retrieve(store_id)
     assert (kept.status, kept.file_counts.completed) == ("completed", 1)
-    assert client.vector_stores.search(store.id, query="bees").data
+    assert client.vector_stores.search(store_id, query="bees").data
 
 
 def test_a_batch_of_files_each_with_its_own_attributes_and_chunking(
