@@ -57,7 +57,7 @@ from .models.vector_store import (
 from .pagination import ListPage, ListQuery
 from .storage import Collection, ConcurrentUpdate, Record, StorageUnavailable, Store
 from .storage.queue import IngestQueue, read_ingest_message
-from .storage.vector_stores import VectorStoreRows
+from .storage.vector_stores import VectorStoreRows, text_blob
 
 log = logging.getLogger("assistants.vector_stores")
 
@@ -285,7 +285,9 @@ class VectorStores:
                 changes["expires_at"] = (
                     anchor + request.expires_after.days * DAY_SECONDS if request.expires_after else None
                 )
-            updated = stored.model_copy(update={"store": store.model_copy(update=changes)})
+            # A new expiry revives an expired store: its next expiry empties it again.
+            purged = stored.purged and "expires_after" not in given
+            updated = stored.model_copy(update={"store": store.model_copy(update=changes), "purged": purged})
             if updated.store.expires_at is not None and updated.store.expires_at != store.expires_at:
                 self._rows.expiries.add(updated.store.expires_at, store_id)
             self._rows.submit(store_id, self._rows.store_replacement(store_id, record, _dump(updated)))
@@ -299,7 +301,7 @@ class VectorStores:
         self._rows.purge(store_id)  # its document first: from here on the store 404s
         self.index.drop(store_id)
         for file_id in file_ids:
-            self._store.blobs().delete(_text_blob(store_id, file_id))
+            self._store.blobs().delete(text_blob(store_id, file_id))
             self._rows.release(file_id, store_id)
         return VectorStoreDeleted(id=store_id)
 
@@ -357,7 +359,7 @@ class VectorStores:
 
     def file_content(self, store_id: str, file_id: str) -> FileContentPage:
         self._require_file(store_id, file_id)
-        text = self._store.blobs().read_all(_text_blob(store_id, file_id), MAX_FILE_BYTES)
+        text = self._store.blobs().read_all(text_blob(store_id, file_id), MAX_FILE_BYTES)
         data = [TextContent(text=text.decode())] if text else []
         return FileContentPage(data=data)
 
@@ -649,7 +651,11 @@ class VectorStores:
             log.warning("embeddings failed for %s: %s", file_id, exc)
             self._finish(store_id, file_id, "failed", 0, _server_error())
             return
-        self._store.blobs().write(_text_blob(store_id, file_id), [prepared.text.encode()], MAX_FILE_BYTES)
+        self._store.blobs().write(text_blob(store_id, file_id), [prepared.text.encode()], MAX_FILE_BYTES)
+        # A first delivery appends (no chunks can be there yet), unless its lease ran out and
+        # another delivery claimed the file meanwhile: then both merge, and neither duplicates.
+        current = self._file(store_id, file_id)
+        superseded = current is not None and current[1].deliveries != stored.deliveries
         self.index.add_file(
             store_id,
             space,
@@ -657,7 +663,7 @@ class VectorStores:
             stored.filename,
             stored.file.attributes or {},
             prepared.chunks,
-            replace=stored.deliveries > 1,
+            replace=stored.deliveries > 1 or superseded,
         )
         self._finish(store_id, file_id, "completed", prepared.usage_bytes, None)
         now = self._file(store_id, file_id)
@@ -757,14 +763,15 @@ class VectorStores:
             return
         record, stored = found
         store = stored.store
-        if store.expires_at is not None and store.expires_at > now:  # refreshed meanwhile
-            self._rows.expiries.add(store.expires_at, store_id)
+        if store.expires_at is None or store.expires_at > now:  # no longer expiring, or refreshed
+            if store.expires_at is not None:
+                self._rows.expiries.add(store.expires_at, store_id)
         elif not stored.purged:
             file_ids = self._file_ids(store_id)
             self.index.drop(store_id)
             self._rows.purge(store_id, keep_store=True)
             for file_id in file_ids:
-                self._store.blobs().delete(_text_blob(store_id, file_id))
+                self._store.blobs().delete(text_blob(store_id, file_id))
                 self._rows.ingested(store_id, file_id)
             emptied = store.model_copy(update={"file_counts": type(store.file_counts)(), "usage_bytes": 0})
             updated = stored.model_copy(update={"store": emptied, "purged": True})
@@ -772,13 +779,7 @@ class VectorStores:
                 self._rows.submit(store_id, self._rows.store_replacement(store_id, record, _dump(updated)))
             except ConcurrentUpdate:
                 return  # the next round sees it again
-        if (
-            store.expires_at != expires_at
-            or stored.purged
-            or store.expires_at is None
-            or store.expires_at <= now
-        ):
-            self._rows.expiries.remove(expires_at, store_id)
+        self._rows.expiries.remove(expires_at, store_id)  # due, so never the row just added
 
     # --- shared steps ------------------------------------------------------------------------
 
@@ -898,7 +899,7 @@ class VectorStores:
     def _forget(self, store_id: str, file_id: str) -> None:
         """What a detached file leaves outside the partition: chunks, text, bookkeeping rows."""
         self.index.remove_file(store_id, file_id)
-        self._store.blobs().delete(_text_blob(store_id, file_id))
+        self._store.blobs().delete(text_blob(store_id, file_id))
         self._rows.ingested(store_id, file_id)
         self._rows.release(file_id, store_id)
 
@@ -988,10 +989,6 @@ def _grown(batch: StoredBatch, files: int) -> StoredBatch:
 
 def _dump(model: WireModel) -> bytes:
     return model.model_dump_json().encode()
-
-
-def _text_blob(store_id: str, file_id: str) -> str:
-    return f"vector_stores/{store_id}/{file_id}.txt"
 
 
 def _server_error() -> LastError:

@@ -73,11 +73,15 @@ def test_create_and_poll_then_search_finds_the_right_file_first(client: OpenAI) 
     assert "moon" in results.data[0].content[0].text
 
 
-def completed_store(client: OpenAI, names: list[str]) -> tuple[str, dict[str, str]]:
+def completed_store(client: OpenAI, names: list[str], **create: Any) -> tuple[str, dict[str, str]]:
+    """A store of those documents, once ingested; `create` adds to the create request."""
     file_ids = {name: upload(client, name, DOCUMENTS[name]) for name in names}
-    store = client.vector_stores.create(file_ids=list(file_ids.values()))
+    store = client.vector_stores.create(file_ids=list(file_ids.values()), **create)
     wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
     return store.id, file_ids
+
+
+DAY = {"anchor": "last_active_at", "days": 1}
 
 
 def test_the_wire_objects_have_every_field(http: httpx.Client, client: OpenAI) -> None:
@@ -278,6 +282,11 @@ def test_cancel_a_batch(client: OpenAI, model: ModelServer) -> None:
     file_ids = [upload(client, f"slow{i}.txt", f"slow file {i}") for i in range(3)]
     batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids)
     assert batch.status == "in_progress" and batch.file_counts.in_progress == 3
+    # Polls are steered while in progress (JS would otherwise wait 5 s a poll).
+    raw = client.vector_stores.file_batches.with_raw_response.retrieve(batch.id, vector_store_id=store.id)
+    assert raw.headers["openai-poll-after-ms"] == "500"
+    raw_file = client.vector_stores.files.with_raw_response.retrieve(file_ids[0], vector_store_id=store.id)
+    assert raw_file.headers["openai-poll-after-ms"] == "500"
     cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
     assert cancelled.status == "cancelled"
     assert cancelled.file_counts.in_progress == 0 and cancelled.file_counts.cancelled == 3
@@ -367,34 +376,30 @@ def test_the_same_message_twice_gives_one_copy_of_each_chunk(devhost: DevHost, m
 
 def test_expiry(devhost: DevHost) -> None:
     client = sdk_clients(devhost)["openai"]
-    file_id = upload(client, "bees.txt", DOCUMENTS["bees.txt"])
-    store = client.vector_stores.create(
-        file_ids=[file_id], expires_after={"anchor": "last_active_at", "days": 1}
-    )
-    wait_until(lambda: client.vector_stores.retrieve(store.id).status == "completed", 60, "ingestion")
-    searched = client.vector_stores.search(store.id, query="bees")
+    store_id, _ = completed_store(client, ["bees.txt"], expires_after=DAY)
+    searched = client.vector_stores.search(store_id, query="bees")
     assert searched.data
     # As the store would be after two idle days: its times moved back, its expiry row with them.
     rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
-    record = rows.get(store.id)
+    record = rows.get(store_id)
     assert record is not None
     stored = json.loads(record.document)
     now = int(time.time())
     stored["store"].update(last_active_at=now - 2 * 86400, expires_at=now - 86400)
-    rows.submit(store.id, rows.store_replacement(store.id, record, json.dumps(stored).encode()))
-    rows.expiries.add(now - 86400, store.id)
-    expired = client.vector_stores.retrieve(store.id)
+    rows.submit(store_id, rows.store_replacement(store_id, record, json.dumps(stored).encode()))
+    rows.expiries.add(now - 86400, store_id)
+    expired = client.vector_stores.retrieve(store_id)
     assert expired.status == "expired"
     with pytest.raises(openai.BadRequestError) as raised:
-        client.vector_stores.search(store.id, query="bees")
-    assert error_of(raised.value)["message"] == f"Vector store '{store.id}' has expired."
+        client.vector_stores.search(store_id, query="bees")
+    assert error_of(raised.value)["message"] == f"Vector store '{store_id}' has expired."
 
     def emptied() -> bool:
-        return client.vector_stores.retrieve(store.id).file_counts.total == 0
+        return client.vector_stores.retrieve(store_id).file_counts.total == 0
 
     wait_until(emptied, 60, "the sweeper to empty the expired store")
-    assert client.vector_stores.retrieve(store.id).usage_bytes == 0
-    assert list(client.vector_stores.files.list(store.id)) == []
+    assert client.vector_stores.retrieve(store_id).usage_bytes == 0
+    assert list(client.vector_stores.files.list(store_id)) == []
 
 
 def test_a_worker_killed_mid_file_ends_the_file(azurite: Azurite, model: ModelServer) -> None:
@@ -526,3 +531,87 @@ def test_search_answers_its_queries(http: httpx.Client, client: OpenAI) -> None:
         json={"query": "bees", "ranking_options": {"score_threshold": 1.0}},
     )
     assert all(hit["score"] >= 1.0 for hit in high.json()["data"])
+
+
+def test_embeddings_timing_out_are_retried_then_the_file_fails(azurite: Azurite, model: ModelServer) -> None:
+    """In this process, on tables and a queue of its own (no dev host takes the message): the
+    ingestion run as the queue trigger runs it, each embeddings call given a second."""
+    prefix = "t" + secrets.token_hex(4)
+    settings = Settings(
+        api_keys=(b"unused",),
+        storage_connection_string=azurite.connection_string,
+        table_prefix=prefix,
+        ingest_queue=f"{prefix}-ingest",
+    )
+    store = Store(settings)
+    files = Files(store)
+    backend = ModelBackend(model.base_url, None, embeddings_timeout=1, retry_pause=0.05)
+    stores = VectorStores(store, files, backend)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="bees.txt"\r\n\r\n'
+        + DOCUMENTS["bees.txt"].encode()
+        + b"\r\n--b--\r\n"
+    )
+    file = files.create("multipart/form-data; boundary=b", iter([body]))
+    store_id = stores.create_for_thread([file.id])
+    model.script_embeddings(*[hang() for _ in range(4)])
+    message = json.dumps({"vector_store_id": store_id, "file_id": file.id}).encode()
+    stores.ingest(message, 1)
+    failed = stores.retrieve_file(store_id, file.id)
+    assert failed.status == "failed"
+    assert failed.last_error is not None and failed.last_error.code == "server_error"
+    assert len(model.embedding_bodies()) == 4  # the first call and its three retries
+    counts = stores.retrieve(store_id).file_counts
+    assert (counts.failed, counts.in_progress, counts.total) == (1, 0, 1)
+    stores.ingest(message, 2)  # delivered again: the file has ended, nothing changes
+    assert stores.retrieve(store_id).file_counts == counts
+
+
+def test_a_store_whose_expiry_was_removed_is_kept(devhost: DevHost) -> None:
+    client = sdk_clients(devhost)["openai"]
+    store_id, _ = completed_store(client, ["bees.txt"], expires_after=DAY)
+    assert client.vector_stores.update(store_id, expires_after=None).expires_at is None
+    rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
+    rows.expiries.add(int(time.time()) - 10, store_id)  # as if its old expiry had come
+    wait_until(
+        lambda: store_id not in {s for s, _ in rows.expiries.due(int(time.time()))}, 60, "the sweeper's round"
+    )
+    kept = client.vector_stores.retrieve(store_id)
+    assert (kept.status, kept.file_counts.completed) == ("completed", 1)
+    assert client.vector_stores.search(store_id, query="bees").data
+
+
+def test_a_batch_of_files_each_with_its_own_attributes_and_chunking(
+    http: httpx.Client, client: OpenAI
+) -> None:
+    store = client.vector_stores.create()
+    bees, tides = (upload(client, name, DOCUMENTS[name]) for name in ("bees.txt", "tides.txt"))
+    small = {"type": "static", "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 100}}
+    response = http.post(
+        f"/vector_stores/{store.id}/file_batches",
+        json={
+            "files": [
+                {"file_id": bees, "attributes": {"kind": "insect", "legs": 6}, "chunking_strategy": small},
+                {"file_id": tides},
+            ],
+            "attributes": {"ignored": True},
+        },
+    )
+    assert response.status_code == 200, response.text
+    batch = client.vector_stores.file_batches.poll(response.json()["id"], vector_store_id=store.id)
+    assert batch.file_counts.completed == 2
+    first = client.vector_stores.files.retrieve(bees, vector_store_id=store.id)
+    second = client.vector_stores.files.retrieve(tides, vector_store_id=store.id)
+    assert first.attributes == {"kind": "insect", "legs": 6}
+    assert first.chunking_strategy.static.max_chunk_size_tokens == 200  # type: ignore[union-attr]
+    assert second.attributes is None
+    assert second.chunking_strategy.static.max_chunk_size_tokens == 800  # type: ignore[union-attr]
+    found = client.vector_stores.search(
+        store.id, query="animals", filters={"type": "gte", "key": "legs", "value": 4}
+    )
+    assert [r.file_id for r in found.data] == [bees]
+    both = http.post(
+        f"/vector_stores/{store.id}/file_batches", json={"file_ids": [bees], "files": [{"file_id": bees}]}
+    )
+    assert_error(both, 400, param="files")

@@ -11,7 +11,8 @@ batch change in one transaction (a conditional write of all three):
 The `stores` partition lists the stores (a collection of `{"id"}` documents, so that a list
 pages in id order and reads each store from its own partition). `ingesting` has a row per file
 being ingested (`<store id>:<file id>`) for the sweeper, and `expiring` a row per store with an
-expiry, keyed by its time, as the Files' expiries are.
+expiry, keyed by its time, as the Files' expiries are. A file's parsed text (its `content`) is a
+blob in the files' container (`text_blob`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ EXPIRING = "expiring"
 MAINTENANCE = "maintenance"
 _PURGE_ATTEMPTS = 5
 HOLDERS = "holders-"  # + a file id: a row per store that holds the file
+
+
+def text_blob(store_id: str, file_id: str) -> str:
+    """The blob, in the files' container, of a vector-store file's parsed text."""
+    return f"vector_stores/{store_id}/{file_id}.txt"
 
 
 class VectorStoreRows:
