@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistants_core.sandbox import (
+    MAX_LOGS_CHARS,
     Image,
     InputFile,
     SandboxError,
@@ -256,3 +257,17 @@ def test_sandbox_settings() -> None:
         with pytest.raises(ConfigurationError):
             SandboxSettings.from_environ(bad)
     assert SandboxSettings.from_environ({"ASSISTANTS_SANDBOX_UNSAFE_LOCAL": "1"}).unsafe_local
+
+
+def test_a_flood_of_output_is_cut_and_its_end_kept(sandbox: LocalSandbox) -> None:
+    result = sandbox.execute(key("flood"), "for i in range(200_000):\n    print('line', i)\nprint('the end')")
+    assert len(result.logs) < MAX_LOGS_CHARS + 200
+    assert result.logs.startswith("line 0\nline 1\n") and result.logs.endswith("line 199999\nthe end\n")
+    assert "characters of output cut" in result.logs
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "for i in range(25):\n"
+        "    plt.figure()\n    plt.plot([i])\n    plt.show()\n"
+    )
+    many = sandbox.execute(key("flood"), code)
+    assert len(many.images) == 20 and "[5 more images not shown]" in many.logs

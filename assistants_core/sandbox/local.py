@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from assistants_core.sandbox import (
+    MAX_LOGS_CHARS,
     DataFile,
     Execution,
     Image,
@@ -59,6 +60,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit; bigger outputs are 
 # process limit counts per user, and root's processes escape it even in a user namespace.
 _UID_BASE = 0x60000000
 _UIDS_PER_INSTANCE = 100_000
+MAX_IMAGES = 20  # per cell
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -424,7 +426,7 @@ class LocalSandbox(Sandbox):
         client = entry.client
         assert client is not None
         msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
-        outputs: list[Output] = []
+        outputs = _Outputs()
         error: str | None = None
         timed_out = interrupted = lost = False
         deadline = time.monotonic() + timeout
@@ -437,13 +439,11 @@ class LocalSandbox(Sandbox):
                 interrupted_at = now
                 client.control_channel.send(client.session.msg("interrupt_request", {}))
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_SECONDS:
-                outputs.append(
-                    Logs("\n[the cell did not stop when interrupted: the session was restarted]\n")
-                )
+                outputs.add(Logs("\n[the cell did not stop when interrupted: the session was restarted]\n"))
                 lost = True
                 break
             if not entry.alive():
-                outputs.append(
+                outputs.add(
                     Logs(
                         "\n[the Python session ended (a memory, process or CPU-time limit, or a crash): "
                         "its variables are lost, its files in /mnt/data are kept]\n"
@@ -459,18 +459,18 @@ class LocalSandbox(Sandbox):
                 continue
             kind, content = message["msg_type"], message["content"]
             if kind == "stream":
-                outputs.append(Logs(content["text"]))
+                outputs.text(content["text"])
             elif kind in ("display_data", "execute_result"):
-                outputs.append(_rich(content["data"]))
+                outputs.add(_rich(content["data"]))
             elif kind == "error":
-                outputs.append(Logs(_ANSI.sub("", "\n".join(content["traceback"])) + "\n"))
+                outputs.text(_ANSI.sub("", "\n".join(content["traceback"])) + "\n")
                 error = content["ename"]
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         if timed_out:
-            outputs.append(Logs(f"\nExecution timed out after {timeout:g} seconds and was interrupted.\n"))
+            outputs.add(Logs(f"\nExecution timed out after {timeout:g} seconds and was interrupted.\n"))
         _drain(client)
-        return outputs, error, timed_out, interrupted, lost
+        return outputs.done(), error, timed_out, interrupted, lost
 
     # Files: the session directory is writable by the code, so nothing here follows a link it made.
 
@@ -551,6 +551,45 @@ class LocalSandbox(Sandbox):
                 "in a container, one allowed to create them), or root"
             )
         return None
+
+
+class _Outputs:
+    """What a cell shows, bounded as it arrives (a print loop must not fill the service's memory):
+    text past half the logs limit keeps only its tail, images past MAX_IMAGES are only counted."""
+
+    def __init__(self) -> None:
+        self.items: list[Output] = []
+        self.chars = self.cut = self.images = self.unshown = 0
+        self.tail = ""
+
+    def text(self, text: str) -> None:
+        half = MAX_LOGS_CHARS // 2
+        if self.chars < half:
+            self.items.append(Logs(text))
+            self.chars += len(text)
+            return
+        self.tail += text
+        if len(self.tail) > half:
+            self.cut += len(self.tail) - half
+            self.tail = self.tail[-half:]
+
+    def add(self, output: Output) -> None:
+        if isinstance(output, Logs):
+            self.text(output.text)
+        elif self.images < MAX_IMAGES:
+            self.items.append(output)
+            self.images += 1
+        else:
+            self.unshown += 1
+
+    def done(self) -> list[Output]:
+        items = list(self.items)
+        if self.cut:
+            items.append(Logs(f"\n[... {self.cut} characters of output cut ...]\n"))
+        items.append(Logs(self.tail))
+        if self.unshown:
+            items.append(Logs(f"\n[{self.unshown} more images not shown]\n"))
+        return items
 
 
 def _rich(data: dict[str, Any]) -> Output:
