@@ -77,7 +77,8 @@ def session_pid(box: LocalSandbox, key: str) -> int:
 
 
 def latency(box: LocalSandbox, label: str, repeat: int, warm: int) -> tuple[float, float]:
-    cold, hot = [], []
+    cold: list[float] = []
+    hot: list[float] = []
     for i in range(repeat):
         key = session_key(b"bench", f"{label}-{i}-{time.time_ns()}")
         run = functools.partial(box.execute, key, "print(1)")
