@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -185,3 +186,18 @@ def test_open_sandbox_picks_the_pool_from_the_settings(pool: DynamicSessionsServ
     sandbox = open_sandbox(settings)
     assert isinstance(sandbox, DynamicSessionsSandbox)
     sandbox.close()
+
+
+def test_interrupt_releases_a_session_whose_call_runs(pool: DynamicSessionsServer) -> None:
+    sandbox = client(pool)
+    sandbox.execute(KEY, "import time")
+    timer = threading.Timer(0.5, sandbox.interrupt, args=(KEY,))
+    timer.start()
+    try:
+        result = sandbox.execute(KEY, "time.sleep(2)\nprint('done')")
+    finally:
+        timer.join()
+    assert result.interrupted
+    assert pool.deleted == [KEY]  # a synchronous execution cannot be stopped: the session is let go
+    sandbox.interrupt(KEY)  # nothing runs: nothing is released
+    assert pool.deleted == [KEY]
