@@ -61,6 +61,8 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit; bigger outputs are 
 _UID_BASE = 0x60000000
 _UIDS_PER_INSTANCE = 100_000
 MAX_IMAGES = 20  # per cell
+TMP_BYTES = 256 * 1024 * 1024
+SHM_BYTES = 64 * 1024 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -388,6 +390,15 @@ class LocalSandbox(Sandbox):
             "/proc",
             "--dev",
             "/dev",
+            # tmpfs is memory the address-space limit does not see: each one sized, /dev read-only.
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(TMP_BYTES),
             "--tmpfs",
             "/tmp",
             "--bind",
