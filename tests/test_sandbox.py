@@ -4,6 +4,7 @@ test_sandbox_security.py."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -206,7 +207,7 @@ def test_session_keys_are_secret_and_stable() -> None:
 
 
 def test_without_bwrap_it_refuses_and_names_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap (nor anything else) on it
     (tmp_path / "prlimit").symlink_to("/usr/bin/prlimit")
@@ -216,7 +217,10 @@ def test_without_bwrap_it_refuses_and_names_what_to_install(
         box.execute(key("x"), "print(1)")
     with pytest.raises(SandboxUnavailable):
         box.list_files(key("x"))
-    assert isinstance(open_sandbox(SandboxSettings()), LocalSandbox)  # says so in the log, no fallback
+    with caplog.at_level(logging.WARNING):
+        opened = open_sandbox(SandboxSettings())  # at start: said in the log, and no fallback
+    assert isinstance(opened, LocalSandbox) and opened.unavailable
+    assert "code_interpreter cannot run on this instance: bubblewrap is not installed" in caplog.text
     missing = LocalSandbox(SandboxSettings(), env=tmp_path / "nothing")
     assert missing.unavailable and "make setup" in missing.unavailable
     assert issubclass(SandboxUnavailable, SandboxError)
