@@ -5,6 +5,7 @@ test_sandbox_security.py."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -275,3 +276,12 @@ def test_a_flood_of_output_is_cut_and_its_end_kept(sandbox: LocalSandbox) -> Non
     )
     many = sandbox.execute(key("flood"), code)
     assert len(many.images) == 20 and "[5 more images not shown]" in many.logs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sessions get users of their own only when the service is root")
+def test_a_python_the_sessions_users_cannot_run_is_refused(tmp_path: Path) -> None:
+    env = tmp_path / "env"  # under pytest's directory for root, which no other user may enter
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(LocalSandbox(SandboxSettings()).python)
+    refused = LocalSandbox(SandboxSettings(), env=env)
+    assert refused.unavailable and "cannot be run by the unprivileged users" in refused.unavailable

@@ -561,6 +561,19 @@ class LocalSandbox(Sandbox):
                 "namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; "
                 "in a container, one allowed to create them), or root"
             )
+        if user:
+            readable = subprocess.run(
+                [*user, str(self.python), "-c", "import ipykernel"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            if readable.returncode != 0:
+                return (
+                    f"the sandbox's Python ({self.python}) cannot be run by the unprivileged users sessions "
+                    "run as (an interpreter under /root, such as pyenv's, is not readable by them): rebuild "
+                    "it from a system-wide Python 3.11 (rm -r .venv-sandbox; make setup SANDBOX_PYTHON=...)"
+                )
         return None
 
 
