@@ -15,6 +15,7 @@ import pytest
 
 from assistants_core.sandbox import (
     MAX_LOGS_CHARS,
+    Execution,
     Image,
     InputFile,
     SandboxError,
@@ -285,3 +286,31 @@ def test_a_python_the_sessions_users_cannot_run_is_refused(tmp_path: Path) -> No
     (env / "bin" / "python").symlink_to(LocalSandbox(SandboxSettings()).python)
     refused = LocalSandbox(SandboxSettings(), env=env)
     assert refused.unavailable and "cannot be run by the unprivileged users" in refused.unavailable
+
+
+def test_sessions_all_running_code_refuse_a_new_one_and_an_ended_one_is_not_reused() -> None:
+    box = LocalSandbox(SandboxSettings(max_sessions=1))
+    try:
+        box.execute(key("busy"), "import time")
+        results: dict[str, object] = {}
+
+        def run(name: str, code: str) -> None:
+            results[name] = box.execute(key("busy"), code)
+
+        first = threading.Thread(target=run, args=("first", "time.sleep(3)"))
+        first.start()
+        time.sleep(0.5)
+        with pytest.raises(SandboxError, match="running code"):
+            box.execute(key("other"), "print(1)")  # the one live session is busy: not evicted
+        waiting = threading.Thread(target=run, args=("waiting", "print('time' in globals())"))
+        waiting.start()  # waits for the busy session...
+        time.sleep(0.5)
+        box.end(key("busy"))  # ...which ends meanwhile
+        first.join()
+        waiting.join()
+        after = results["waiting"]
+        assert isinstance(after, Execution)
+        assert after.new_session and after.logs == "False\n"  # a fresh session, not the ended one
+        assert box.live_sessions() == 1
+    finally:
+        box.close()

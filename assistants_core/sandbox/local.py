@@ -213,28 +213,20 @@ class LocalSandbox(Sandbox):
         if self.unavailable:
             raise SandboxUnavailable(self.unavailable)
         self.reap_idle()
-        with self._lock:
-            entry = self._sessions.pop(key, None)
-            if entry is None:
-                if self._root is None:
-                    self._root = Path(tempfile.mkdtemp(prefix="assistants-sandbox-"))
-                    self._root.chmod(0o711)  # sessions' users may pass, never list
-                directory = Path(tempfile.mkdtemp(dir=self._root))
-                uid = None
-                if self._as_root:
-                    self._created += 1
-                    uid = _instance_uid_base() + self._created % _UIDS_PER_INSTANCE
-                for path in (directory, directory / "data", directory / "conn"):
-                    path.mkdir(exist_ok=True)
-                    if uid is not None:
-                        os.chown(path, uid, uid)
-                entry = _Session(key, directory, uid)
-            self._sessions[key] = entry  # now the most recently used
-            evicted = self._evict(keep=entry) if start and not entry.alive() else []
-        for victim in evicted:
-            self._discard(victim)
-            victim.lock.release()
-        entry.lock.acquire()
+        while True:
+            with self._lock:
+                entry = self._sessions.pop(key, None) or self._new_session(key)
+                self._sessions[key] = entry  # now the most recently used
+                evicted = self._evict(keep=entry) if start and not entry.alive() else []
+            for victim in evicted:
+                self._discard(victim)
+                victim.lock.release()
+            entry.lock.acquire()
+            with self._lock:
+                current = self._sessions.get(key) is entry
+            if current:
+                break
+            entry.lock.release()  # ended while we waited for it: take the one there is now
         entry.interrupt.clear()
         if not start or entry.alive():
             return entry, False
@@ -248,18 +240,40 @@ class LocalSandbox(Sandbox):
             raise
         return entry, True
 
+    def _new_session(self, key: str) -> _Session:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="assistants-sandbox-"))
+            self._root.chmod(0o711)  # sessions' users may pass, never list
+        directory = Path(tempfile.mkdtemp(dir=self._root))
+        uid = None
+        if self._as_root:
+            self._created += 1
+            uid = _instance_uid_base() + self._created % _UIDS_PER_INSTANCE
+        for path in (directory, directory / "data", directory / "conn"):
+            path.mkdir(exist_ok=True)
+            if uid is not None:
+                os.chown(path, uid, uid)
+        return _Session(key, directory, uid)
+
     def _evict(self, keep: _Session) -> list[_Session]:
+        """Lock and unlist the least recently used live sessions beyond the limit, or none."""
         live = [s for s in self._sessions.values() if s is not keep and s.alive()]
+        excess = len(live) - self.settings.max_sessions + 1
         evicted: list[_Session] = []
-        while len(live) - len(evicted) >= self.settings.max_sessions:
-            victim = next((s for s in live if s not in evicted and s.lock.acquire(False)), None)
-            if victim is None:
-                raise SandboxError(
-                    f"all {self.settings.max_sessions} code_interpreter sessions of this instance are "
-                    "running code: try again when one is done (ASSISTANTS_SANDBOX_MAX_SESSIONS)."
-                )
+        for candidate in live:
+            if len(evicted) >= excess:
+                break
+            if candidate.lock.acquire(False):  # never one running code
+                evicted.append(candidate)
+        if len(evicted) < excess:
+            for victim in evicted:
+                victim.lock.release()
+            raise SandboxError(
+                f"all {self.settings.max_sessions} code_interpreter sessions of this instance are "
+                "running code: try again when one is done (ASSISTANTS_SANDBOX_MAX_SESSIONS)."
+            )
+        for victim in evicted:
             del self._sessions[victim.key]
-            evicted.append(victim)
         return evicted
 
     def _release(self, entry: _Session) -> None:
