@@ -285,7 +285,7 @@ def test_a_python_the_sessions_users_cannot_run_is_refused(tmp_path: Path) -> No
     (env / "bin").mkdir(parents=True)
     (env / "bin" / "python").symlink_to(LocalSandbox(SandboxSettings()).python)
     refused = LocalSandbox(SandboxSettings(), env=env)
-    assert refused.unavailable and "cannot be run by the unprivileged users" in refused.unavailable
+    assert refused.unavailable and "does not run in the sandbox" in refused.unavailable
 
 
 def test_sessions_all_running_code_refuse_a_new_one_and_an_ended_one_is_not_reused() -> None:

@@ -367,6 +367,25 @@ class LocalSandbox(Sandbox):
             return limits + kernel
         return user + limits + self._bwrap(entry) + kernel
 
+    def _system(self) -> list[str]:
+        """The read-only part of the sandbox: /usr (and the merged-/usr links), a few files of
+        /etc, the venv and the Python it was made from; nothing else of the host's files."""
+        argv = ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        for shared in ("/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/localtime"):
+            if os.path.exists(shared):
+                argv += ["--ro-bind", shared, shared]
+        # bwrap opens it as the session's user: every directory above it must let others pass.
+        argv += ["--ro-bind", str(self.python.parent.parent), ENV_DIR]
+        base = _base_prefix(self.python)
+        if not base.startswith("/usr/"):
+            argv += ["--ro-bind", base, base]
+        return argv
+
     def _bwrap(self, entry: _Session) -> list[str]:
         argv = [
             "bwrap",
@@ -382,23 +401,8 @@ class LocalSandbox(Sandbox):
             "--new-session",  # no TIOCSTI into a terminal
             "--cap-drop",
             "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
+            *self._system(),
         ]
-        for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
-            if os.path.islink(top):
-                argv += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                argv += ["--ro-bind", top, top]
-        for shared in ("/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/localtime"):
-            if os.path.exists(shared):
-                argv += ["--ro-bind", shared, shared]
-        # The venv and the Python it was made from, read-only; nothing else of the host's files.
-        argv += ["--ro-bind", str(self.python.parent.parent), ENV_DIR]
-        base = _base_prefix(self.python)
-        if not base.startswith("/usr/"):
-            argv += ["--ro-bind", base, base]
         argv += [
             "--proc",
             "/proc",
@@ -575,19 +579,34 @@ class LocalSandbox(Sandbox):
                 "namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; "
                 "in a container, one allowed to create them), or root"
             )
-        if user:
-            readable = subprocess.run(
-                [*user, str(self.python), "-c", "import ipykernel"],
-                capture_output=True,
-                timeout=60,
-                check=False,
+        runs = subprocess.run(
+            [
+                *user,
+                "bwrap",
+                "--unshare-all",
+                "--unshare-user",
+                "--die-with-parent",
+                *self._system(),
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                f"{ENV_DIR}/bin/python",
+                "-c",
+                "import ipykernel",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if runs.returncode != 0:
+            reason = runs.stderr.decode(errors="replace").strip()[-300:]
+            return (
+                f"the sandbox's Python ({self.python}) does not run in the sandbox ({reason}): it must be "
+                "a venv of a system-wide Python 3.11 (not one under /root, such as pyenv's), in a "
+                "directory the sessions' unprivileged users can reach "
+                "(rm -r .venv-sandbox; make setup SANDBOX_PYTHON=...)"
             )
-            if readable.returncode != 0:
-                return (
-                    f"the sandbox's Python ({self.python}) cannot be run by the unprivileged users sessions "
-                    "run as (an interpreter under /root, such as pyenv's, is not readable by them): rebuild "
-                    "it from a system-wide Python 3.11 (rm -r .venv-sandbox; make setup SANDBOX_PYTHON=...)"
-                )
         return None
 
 
