@@ -105,9 +105,13 @@ class LocalSandbox(Sandbox):
         self._root: Path | None = None
         self._created = 0
         self._as_root = os.geteuid() == 0 and not settings.unsafe_local
-        self.unavailable = self._probe()
+        self._unavailable = self._probe()
 
     # The interface.
+
+    @property
+    def unavailable(self) -> str | None:
+        return self._unavailable
 
     def execute(
         self,
@@ -210,8 +214,8 @@ class LocalSandbox(Sandbox):
 
     def _acquire(self, key: str, *, start: bool = True) -> tuple[_Session, bool]:
         """The session, locked, its kernel running when `start` (and whether it was started)."""
-        if self.unavailable:
-            raise SandboxUnavailable(self.unavailable)
+        if self._unavailable:
+            raise SandboxUnavailable(self._unavailable)
         self.reap_idle()
         while True:
             with self._lock:
