@@ -102,6 +102,7 @@ def test_files_in_are_uploaded_once_and_files_out_listed_and_read(pool: DynamicS
     assert sandbox.read_file(KEY, "out.csv") == b"x,y\n"
     assert sandbox.read_file(KEY, "data v1.csv") == b"a,b\n1,2\n"
     assert pool.requests[-1].path == "/files/data%20v1.csv/content"
+    pool.directories = True
     assert [f.name for f in sandbox.list_files(KEY)] == ["data v1.csv", "out.csv"]
     with pytest.raises(FileNotFoundError):
         sandbox.read_file(KEY, "missing.txt")
