@@ -159,9 +159,11 @@ def test_the_least_recently_used_session_is_ended_beyond_the_limit() -> None:
         assert box.execute(key("a"), "print(me)").logs == "a\n"
         evicted = box.execute(key("b"), "print('me' in globals())")
         assert evicted.new_session and evicted.logs == "False\n"  # recreated, empty
+        root = box._root
     finally:
         box.close()
     assert box.live_sessions() == 0
+    assert root is not None and not root.exists()  # every session's files gone with it
 
 
 def test_idle_sessions_end_after_the_setting() -> None:

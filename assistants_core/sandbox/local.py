@@ -203,7 +203,7 @@ class LocalSandbox(Sandbox):
             with entry.lock:
                 self._discard(entry)
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            _remove(self._root)
             self._root = None
 
     def live_sessions(self) -> int:
@@ -287,7 +287,7 @@ class LocalSandbox(Sandbox):
 
     def _discard(self, entry: _Session) -> None:
         entry.stop()
-        shutil.rmtree(entry.directory, ignore_errors=True)
+        _remove(entry.directory)
 
     # The kernel.
 
@@ -681,6 +681,16 @@ def _read_regular(path: Path) -> bytes:
         if info.st_size > MAX_FILE_BYTES:
             raise SandboxError(f"/mnt/data/{path.name} is larger than {MAX_FILE_BYTES} bytes")
         return opened.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+
+
+def _remove(path: Path) -> None:
+    """Delete a session's tree. Its processes die with bwrap but not at once, and one still
+    closing its sockets can race a removal: try again shortly."""
+    for _ in range(20):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05)
 
 
 def _instance_uid_base() -> int:
