@@ -14,7 +14,7 @@ SDK_1_58 := .venv-openai-1.58
 SANDBOX_ENV := .venv-sandbox
 # Its interpreter must be readable by the unprivileged users sessions run as: the system's
 # Python 3.11 where there is one (an install under /root, like pyenv's, is not).
-SANDBOX_PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo $(PYTHON))
+SANDBOX_PYTHON ?= $(shell /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null && echo /usr/bin/python3.11 || echo $(PYTHON))
 
 .PHONY: setup bubblewrap serve test fuzz load bench lint format clean
 

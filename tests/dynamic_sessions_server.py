@@ -64,6 +64,7 @@ class DynamicSessionsServer:
         self.requests: list[RecordedRequest] = []
         self.sessions: dict[str, FakeSession] = {}
         self.deleted: list[str] = []
+        self.directories = False  # list a subdirectory too, which the client must skip
         self._scripted: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -147,7 +148,10 @@ class DynamicSessionsServer:
         if method == "POST" and path == "/executions":
             return 200, self._execute(identifier, session, json.loads(body))
         if method == "GET" and path == "/files":
-            return 200, {"value": [_file(name, data, mtime) for name, (data, mtime) in session.files.items()]}
+            listed = [_file(name, data, mtime) for name, (data, mtime) in session.files.items()]
+            if self.directories:
+                listed.append({"name": "sub", "directory": "", "type": "Directory", "lastModifiedAt": "x"})
+            return 200, {"value": listed, "nextLink": None}
         if method == "POST" and path == "/files":
             if len(body) > self.max_upload:
                 return 413, _error("PayloadTooLarge", "upload too large")
@@ -214,11 +218,11 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def _file(name: str, data: bytes, mtime: float) -> dict[str, Any]:
     return {
         "name": name,
-        "type": "file",
+        "directory": "",  # as the spec's example lists a file at the top of /mnt/data
+        "type": "File",
         "contentType": "application/octet-stream",
         "sizeInBytes": len(data),
         "lastModifiedAt": datetime.fromtimestamp(mtime, UTC).isoformat().replace("+00:00", "Z"),
-        "directory": "/mnt/data",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -101,6 +102,7 @@ def test_files_in_are_uploaded_once_and_files_out_listed_and_read(pool: DynamicS
     assert sandbox.read_file(KEY, "out.csv") == b"x,y\n"
     assert sandbox.read_file(KEY, "data v1.csv") == b"a,b\n1,2\n"
     assert pool.requests[-1].path == "/files/data%20v1.csv/content"
+    pool.directories = True
     assert [f.name for f in sandbox.list_files(KEY)] == ["data v1.csv", "out.csv"]
     with pytest.raises(FileNotFoundError):
         sandbox.read_file(KEY, "missing.txt")
@@ -185,3 +187,18 @@ def test_open_sandbox_picks_the_pool_from_the_settings(pool: DynamicSessionsServ
     sandbox = open_sandbox(settings)
     assert isinstance(sandbox, DynamicSessionsSandbox)
     sandbox.close()
+
+
+def test_interrupt_releases_a_session_whose_call_runs(pool: DynamicSessionsServer) -> None:
+    sandbox = client(pool)
+    sandbox.execute(KEY, "import time")
+    timer = threading.Timer(0.5, sandbox.interrupt, args=(KEY,))
+    timer.start()
+    try:
+        result = sandbox.execute(KEY, "time.sleep(2)\nprint('done')")
+    finally:
+        timer.join()
+    assert result.interrupted
+    assert pool.deleted == [KEY]  # a synchronous execution cannot be stopped: the session is let go
+    sandbox.interrupt(KEY)  # nothing runs: nothing is released
+    assert pool.deleted == [KEY]

@@ -4,6 +4,8 @@ test_sandbox_security.py."""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from assistants_core.sandbox import (
+    MAX_LOGS_CHARS,
+    Execution,
     Image,
     InputFile,
     SandboxError,
@@ -155,9 +159,11 @@ def test_the_least_recently_used_session_is_ended_beyond_the_limit() -> None:
         assert box.execute(key("a"), "print(me)").logs == "a\n"
         evicted = box.execute(key("b"), "print('me' in globals())")
         assert evicted.new_session and evicted.logs == "False\n"  # recreated, empty
+        root = box._root
     finally:
         box.close()
     assert box.live_sessions() == 0
+    assert root is not None and not root.exists()  # every session's files gone with it
 
 
 def test_idle_sessions_end_after_the_setting() -> None:
@@ -205,7 +211,7 @@ def test_session_keys_are_secret_and_stable() -> None:
 
 
 def test_without_bwrap_it_refuses_and_names_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap (nor anything else) on it
     (tmp_path / "prlimit").symlink_to("/usr/bin/prlimit")
@@ -215,7 +221,10 @@ def test_without_bwrap_it_refuses_and_names_what_to_install(
         box.execute(key("x"), "print(1)")
     with pytest.raises(SandboxUnavailable):
         box.list_files(key("x"))
-    assert isinstance(open_sandbox(SandboxSettings()), LocalSandbox)  # says so in the log, no fallback
+    with caplog.at_level(logging.WARNING):
+        opened = open_sandbox(SandboxSettings())  # at start: said in the log, and no fallback
+    assert isinstance(opened, LocalSandbox) and opened.unavailable
+    assert "code_interpreter cannot run on this instance: bubblewrap is not installed" in caplog.text
     missing = LocalSandbox(SandboxSettings(), env=tmp_path / "nothing")
     assert missing.unavailable and "make setup" in missing.unavailable
     assert issubclass(SandboxUnavailable, SandboxError)
@@ -256,3 +265,54 @@ def test_sandbox_settings() -> None:
         with pytest.raises(ConfigurationError):
             SandboxSettings.from_environ(bad)
     assert SandboxSettings.from_environ({"ASSISTANTS_SANDBOX_UNSAFE_LOCAL": "1"}).unsafe_local
+
+
+def test_a_flood_of_output_is_cut_and_its_end_kept(sandbox: LocalSandbox) -> None:
+    result = sandbox.execute(key("flood"), "for i in range(200_000):\n    print('line', i)\nprint('the end')")
+    assert len(result.logs) < MAX_LOGS_CHARS + 200
+    assert result.logs.startswith("line 0\nline 1\n") and result.logs.endswith("line 199999\nthe end\n")
+    assert "characters of output cut" in result.logs
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "for i in range(25):\n"
+        "    plt.figure()\n    plt.plot([i])\n    plt.show()\n"
+    )
+    many = sandbox.execute(key("flood"), code)
+    assert len(many.images) == 20 and "[5 more images not shown]" in many.logs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sessions get users of their own only when the service is root")
+def test_a_python_the_sessions_users_cannot_run_is_refused(tmp_path: Path) -> None:
+    env = tmp_path / "env"  # under pytest's directory for root, which no other user may enter
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(LocalSandbox(SandboxSettings()).python)
+    refused = LocalSandbox(SandboxSettings(), env=env)
+    assert refused.unavailable and "does not run in the sandbox" in refused.unavailable
+
+
+def test_sessions_all_running_code_refuse_a_new_one_and_an_ended_one_is_not_reused() -> None:
+    box = LocalSandbox(SandboxSettings(max_sessions=1))
+    try:
+        box.execute(key("busy"), "import time")
+        results: dict[str, object] = {}
+
+        def run(name: str, code: str) -> None:
+            results[name] = box.execute(key("busy"), code)
+
+        first = threading.Thread(target=run, args=("first", "time.sleep(3)"))
+        first.start()
+        time.sleep(0.5)
+        with pytest.raises(SandboxError, match="running code"):
+            box.execute(key("other"), "print(1)")  # the one live session is busy: not evicted
+        waiting = threading.Thread(target=run, args=("waiting", "print('time' in globals())"))
+        waiting.start()  # waits for the busy session...
+        time.sleep(0.5)
+        box.end(key("busy"))  # ...which ends meanwhile
+        first.join()
+        waiting.join()
+        after = results["waiting"]
+        assert isinstance(after, Execution)
+        assert after.new_session and after.logs == "False\n"  # a fresh session, not the ended one
+        assert box.live_sessions() == 1
+    finally:
+        box.close()

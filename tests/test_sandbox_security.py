@@ -212,3 +212,31 @@ def test_cpu_time_is_limited() -> None:
         assert fresh.new_session and fresh.logs == "fresh\n"
     finally:
         box.close()
+
+
+def test_memory_backed_filesystems_are_bounded(sandbox: LocalSandbox) -> None:
+    code = (
+        "import os\n"
+        "def fill(path):\n"
+        "    written = 0\n"
+        "    try:\n"
+        "        with open(path, 'wb') as out:\n"
+        "            while written < 2**30:\n"  # stops itself at 1 GiB
+        "                out.write(b'\\0' * 2**20)\n"
+        "                out.flush()\n"
+        "                written += 2**20\n"
+        "    except OSError as e:\n"
+        "        return f'{written // 2**20} {e.strerror}'\n"
+        "    finally:\n"
+        "        if os.path.exists(path):\n"
+        "            os.remove(path)\n"
+        "    return f'{written // 2**20} filled'\n"
+        "print(fill('/tmp/big'))\n"
+        "print(fill('/dev/shm/big'))\n"
+        "print(fill('/dev/big'))\n"
+    )
+    result = sandbox.execute(key("tmpfs"), code)
+    tmp, shm, dev = result.logs.splitlines()
+    assert tmp.endswith("No space left on device") and int(tmp.split()[0]) <= 256, tmp
+    assert shm.endswith("No space left on device") and int(shm.split()[0]) <= 64, shm
+    assert dev == "0 Read-only file system"

@@ -129,6 +129,12 @@ class Sandbox(ABC):
     def end(self, session: str) -> None:
         """End the session and delete its files (thread deleted); nothing if it is absent."""
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why this instance cannot run code (what to install or set), found at start; else None.
+        Every call then raises SandboxUnavailable with it."""
+        return None
+
     def reap_idle(self) -> int:
         """End the sessions idle past the setting; how many were ended. A timer may call it."""
         return 0

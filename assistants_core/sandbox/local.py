@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from assistants_core.sandbox import (
+    MAX_LOGS_CHARS,
     DataFile,
     Execution,
     Image,
@@ -59,6 +60,9 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit; bigger outputs are 
 # process limit counts per user, and root's processes escape it even in a user namespace.
 _UID_BASE = 0x60000000
 _UIDS_PER_INSTANCE = 100_000
+MAX_IMAGES = 20  # per cell
+TMP_BYTES = 256 * 1024 * 1024
+SHM_BYTES = 64 * 1024 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -101,9 +105,13 @@ class LocalSandbox(Sandbox):
         self._root: Path | None = None
         self._created = 0
         self._as_root = os.geteuid() == 0 and not settings.unsafe_local
-        self.unavailable = self._probe()
+        self._unavailable = self._probe()
 
     # The interface.
+
+    @property
+    def unavailable(self) -> str | None:
+        return self._unavailable
 
     def execute(
         self,
@@ -195,7 +203,7 @@ class LocalSandbox(Sandbox):
             with entry.lock:
                 self._discard(entry)
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            _remove(self._root)
             self._root = None
 
     def live_sessions(self) -> int:
@@ -206,31 +214,23 @@ class LocalSandbox(Sandbox):
 
     def _acquire(self, key: str, *, start: bool = True) -> tuple[_Session, bool]:
         """The session, locked, its kernel running when `start` (and whether it was started)."""
-        if self.unavailable:
-            raise SandboxUnavailable(self.unavailable)
+        if self._unavailable:
+            raise SandboxUnavailable(self._unavailable)
         self.reap_idle()
-        with self._lock:
-            entry = self._sessions.pop(key, None)
-            if entry is None:
-                if self._root is None:
-                    self._root = Path(tempfile.mkdtemp(prefix="assistants-sandbox-"))
-                    self._root.chmod(0o711)  # sessions' users may pass, never list
-                directory = Path(tempfile.mkdtemp(dir=self._root))
-                uid = None
-                if self._as_root:
-                    self._created += 1
-                    uid = _instance_uid_base() + self._created % _UIDS_PER_INSTANCE
-                for path in (directory, directory / "data", directory / "conn"):
-                    path.mkdir(exist_ok=True)
-                    if uid is not None:
-                        os.chown(path, uid, uid)
-                entry = _Session(key, directory, uid)
-            self._sessions[key] = entry  # now the most recently used
-            evicted = self._evict(keep=entry) if start and not entry.alive() else []
-        for victim in evicted:
-            self._discard(victim)
-            victim.lock.release()
-        entry.lock.acquire()
+        while True:
+            with self._lock:
+                entry = self._sessions.pop(key, None) or self._new_session(key)
+                self._sessions[key] = entry  # now the most recently used
+                evicted = self._evict(keep=entry) if start and not entry.alive() else []
+            for victim in evicted:
+                self._discard(victim)
+                victim.lock.release()
+            entry.lock.acquire()
+            with self._lock:
+                current = self._sessions.get(key) is entry
+            if current:
+                break
+            entry.lock.release()  # ended while we waited for it: take the one there is now
         entry.interrupt.clear()
         if not start or entry.alive():
             return entry, False
@@ -244,18 +244,40 @@ class LocalSandbox(Sandbox):
             raise
         return entry, True
 
+    def _new_session(self, key: str) -> _Session:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="assistants-sandbox-"))
+            self._root.chmod(0o711)  # sessions' users may pass, never list
+        directory = Path(tempfile.mkdtemp(dir=self._root))
+        uid = None
+        if self._as_root:
+            self._created += 1
+            uid = _instance_uid_base() + self._created % _UIDS_PER_INSTANCE
+        for path in (directory, directory / "data", directory / "conn"):
+            path.mkdir(exist_ok=True)
+            if uid is not None:
+                os.chown(path, uid, uid)
+        return _Session(key, directory, uid)
+
     def _evict(self, keep: _Session) -> list[_Session]:
+        """Lock and unlist the least recently used live sessions beyond the limit, or none."""
         live = [s for s in self._sessions.values() if s is not keep and s.alive()]
+        excess = len(live) - self.settings.max_sessions + 1
         evicted: list[_Session] = []
-        while len(live) - len(evicted) >= self.settings.max_sessions:
-            victim = next((s for s in live if s not in evicted and s.lock.acquire(False)), None)
-            if victim is None:
-                raise SandboxError(
-                    f"all {self.settings.max_sessions} code_interpreter sessions of this instance are "
-                    "running code: try again when one is done (ASSISTANTS_SANDBOX_MAX_SESSIONS)."
-                )
+        for candidate in live:
+            if len(evicted) >= excess:
+                break
+            if candidate.lock.acquire(False):  # never one running code
+                evicted.append(candidate)
+        if len(evicted) < excess:
+            for victim in evicted:
+                victim.lock.release()
+            raise SandboxError(
+                f"all {self.settings.max_sessions} code_interpreter sessions of this instance are "
+                "running code: try again when one is done (ASSISTANTS_SANDBOX_MAX_SESSIONS)."
+            )
+        for victim in evicted:
             del self._sessions[victim.key]
-            evicted.append(victim)
         return evicted
 
     def _release(self, entry: _Session) -> None:
@@ -265,7 +287,7 @@ class LocalSandbox(Sandbox):
 
     def _discard(self, entry: _Session) -> None:
         entry.stop()
-        shutil.rmtree(entry.directory, ignore_errors=True)
+        _remove(entry.directory)
 
     # The kernel.
 
@@ -349,6 +371,25 @@ class LocalSandbox(Sandbox):
             return limits + kernel
         return user + limits + self._bwrap(entry) + kernel
 
+    def _system(self) -> list[str]:
+        """The read-only part of the sandbox: /usr (and the merged-/usr links), a few files of
+        /etc, the venv and the Python it was made from; nothing else of the host's files."""
+        argv = ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        for shared in ("/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/localtime"):
+            if os.path.exists(shared):
+                argv += ["--ro-bind", shared, shared]
+        # bwrap opens it as the session's user: every directory above it must let others pass.
+        argv += ["--ro-bind", str(self.python.parent.parent), ENV_DIR]
+        base = _base_prefix(self.python)
+        if not base.startswith("/usr/"):
+            argv += ["--ro-bind", base, base]
+        return argv
+
     def _bwrap(self, entry: _Session) -> list[str]:
         argv = [
             "bwrap",
@@ -364,28 +405,22 @@ class LocalSandbox(Sandbox):
             "--new-session",  # no TIOCSTI into a terminal
             "--cap-drop",
             "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
+            *self._system(),
         ]
-        for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
-            if os.path.islink(top):
-                argv += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                argv += ["--ro-bind", top, top]
-        for shared in ("/etc/alternatives", "/etc/fonts", "/etc/ld.so.cache", "/etc/localtime"):
-            if os.path.exists(shared):
-                argv += ["--ro-bind", shared, shared]
-        # The venv and the Python it was made from, read-only; nothing else of the host's files.
-        argv += ["--ro-bind", str(self.python.parent.parent), ENV_DIR]
-        base = _base_prefix(self.python)
-        if not base.startswith("/usr/"):
-            argv += ["--ro-bind", base, base]
         argv += [
             "--proc",
             "/proc",
             "--dev",
             "/dev",
+            # tmpfs is memory the address-space limit does not see: each one sized, /dev read-only.
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(TMP_BYTES),
             "--tmpfs",
             "/tmp",
             "--bind",
@@ -424,7 +459,7 @@ class LocalSandbox(Sandbox):
         client = entry.client
         assert client is not None
         msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
-        outputs: list[Output] = []
+        outputs = _Outputs()
         error: str | None = None
         timed_out = interrupted = lost = False
         deadline = time.monotonic() + timeout
@@ -437,13 +472,11 @@ class LocalSandbox(Sandbox):
                 interrupted_at = now
                 client.control_channel.send(client.session.msg("interrupt_request", {}))
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE_SECONDS:
-                outputs.append(
-                    Logs("\n[the cell did not stop when interrupted: the session was restarted]\n")
-                )
+                outputs.add(Logs("\n[the cell did not stop when interrupted: the session was restarted]\n"))
                 lost = True
                 break
             if not entry.alive():
-                outputs.append(
+                outputs.add(
                     Logs(
                         "\n[the Python session ended (a memory, process or CPU-time limit, or a crash): "
                         "its variables are lost, its files in /mnt/data are kept]\n"
@@ -459,18 +492,18 @@ class LocalSandbox(Sandbox):
                 continue
             kind, content = message["msg_type"], message["content"]
             if kind == "stream":
-                outputs.append(Logs(content["text"]))
+                outputs.text(content["text"])
             elif kind in ("display_data", "execute_result"):
-                outputs.append(_rich(content["data"]))
+                outputs.add(_rich(content["data"]))
             elif kind == "error":
-                outputs.append(Logs(_ANSI.sub("", "\n".join(content["traceback"])) + "\n"))
+                outputs.text(_ANSI.sub("", "\n".join(content["traceback"])) + "\n")
                 error = content["ename"]
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         if timed_out:
-            outputs.append(Logs(f"\nExecution timed out after {timeout:g} seconds and was interrupted.\n"))
+            outputs.add(Logs(f"\nExecution timed out after {timeout:g} seconds and was interrupted.\n"))
         _drain(client)
-        return outputs, error, timed_out, interrupted, lost
+        return outputs.done(), error, timed_out, interrupted, lost
 
     # Files: the session directory is writable by the code, so nothing here follows a link it made.
 
@@ -550,7 +583,74 @@ class LocalSandbox(Sandbox):
                 "namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; "
                 "in a container, one allowed to create them), or root"
             )
+        runs = subprocess.run(
+            [
+                *user,
+                "bwrap",
+                "--unshare-all",
+                "--unshare-user",
+                "--die-with-parent",
+                *self._system(),
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                f"{ENV_DIR}/bin/python",
+                "-c",
+                "import ipykernel",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if runs.returncode != 0:
+            reason = runs.stderr.decode(errors="replace").strip()[-300:]
+            return (
+                f"the sandbox's Python ({self.python}) does not run in the sandbox ({reason}): it must be "
+                "a venv of a system-wide Python 3.11 (not one under /root, such as pyenv's), in a "
+                "directory the sessions' unprivileged users can reach "
+                "(rm -r .venv-sandbox; make setup SANDBOX_PYTHON=...)"
+            )
         return None
+
+
+class _Outputs:
+    """What a cell shows, bounded as it arrives (a print loop must not fill the service's memory):
+    text past half the logs limit keeps only its tail, images past MAX_IMAGES are only counted."""
+
+    def __init__(self) -> None:
+        self.items: list[Output] = []
+        self.chars = self.cut = self.images = self.unshown = 0
+        self.tail = ""
+
+    def text(self, text: str) -> None:
+        half = MAX_LOGS_CHARS // 2
+        if self.chars < half:
+            self.items.append(Logs(text))
+            self.chars += len(text)
+            return
+        self.tail += text
+        if len(self.tail) > half:
+            self.cut += len(self.tail) - half
+            self.tail = self.tail[-half:]
+
+    def add(self, output: Output) -> None:
+        if isinstance(output, Logs):
+            self.text(output.text)
+        elif self.images < MAX_IMAGES:
+            self.items.append(output)
+            self.images += 1
+        else:
+            self.unshown += 1
+
+    def done(self) -> list[Output]:
+        items = list(self.items)
+        if self.cut:
+            items.append(Logs(f"\n[... {self.cut} characters of output cut ...]\n"))
+        items.append(Logs(self.tail))
+        if self.unshown:
+            items.append(Logs(f"\n[{self.unshown} more images not shown]\n"))
+        return items
 
 
 def _rich(data: dict[str, Any]) -> Output:
@@ -581,6 +681,16 @@ def _read_regular(path: Path) -> bytes:
         if info.st_size > MAX_FILE_BYTES:
             raise SandboxError(f"/mnt/data/{path.name} is larger than {MAX_FILE_BYTES} bytes")
         return opened.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+
+
+def _remove(path: Path) -> None:
+    """Delete a session's tree. Its processes die with bwrap but not at once, and one still
+    closing its sockets can race a removal: try again shortly."""
+    for _ in range(20):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05)
 
 
 def _instance_uid_base() -> int:
