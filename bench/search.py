@@ -18,8 +18,8 @@ embeddings, see tests/model_server.py); the index is the app's (LanceIndex on `a
 3. Ingestion against its floor, each in a process of its own for its peak RSS: a 300-page PDF
    and 1,000 small text files through the pipeline (parse, chunk, embed through the scripted
    server, one commit per file: an append, as a first ingestion is); the floor is the same parse
-   and embedding calls plus one blob
-   write of the file's chunks and vectors, done directly with azure-storage-blob.
+   and embedding calls plus one blob write of the file's chunks and vectors, done directly with
+   azure-storage-blob.
 4. Retrieval quality on the labelled set shipped in bench/data (45 module docstrings of the
    standard library, 45 questions each naming the document that answers it): recall@5 and MRR
    over files, hybrid vs vector-only vs keyword-only. With the scripted embeddings, vectors are
@@ -220,12 +220,16 @@ def storage_requests(port: int, prefix: str, store: str) -> None:
         def attach() -> None:
             index.add_file(store, space, "f", "f.txt", {}, chunks)
 
+        def append() -> None:
+            index.add_file(store, space, "g", "g.txt", {}, chunks, replace=False)
+
         def query(text: str, **options: Any) -> None:
             index.search(store, text, embedding(text, DIMENSIONS), **options)
 
         steps: list[tuple[str, Callable[[], object]]] = [
             ("open the table (first use in a process)", lambda: query("x")),
-            ("attach: a file of 10 chunks, one commit", attach),
+            ("attach, first delivery: 10 chunks appended", append),
+            ("attach, redelivery: 10 chunks merged", attach),
             ("search, warm handle (hybrid)", lambda: query("attached file")),
             ("search, vector only", lambda: query("attached file", mode="vector")),
             ("search, keyword only", lambda: query("attached file", mode="keyword")),

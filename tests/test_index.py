@@ -17,7 +17,7 @@ from assistants_core.models.vector_store import chunking_strategy
 from assistants_core.settings import Settings
 from assistants_core.storage.indexes import IndexLocation, container_name, index_location
 from tests.model_server import embedding
-from tests.support import Azurite, run_concurrently
+from tests.support import Azurite, free_port, run_concurrently
 
 DIMENSIONS = 256
 SPACE = VectorSpace("scripted", DIMENSIONS)
@@ -328,3 +328,14 @@ def test_a_first_ingestion_appends_and_a_redelivery_still_replaces(index: LanceI
     index.add_file(store, SPACE, "file-a", "a.txt", {}, chunks("one", "two"))  # the redelivery
     assert rows(index, store) == [("file-a", 0), ("file-a", 1), ("file-b", 0)]
     assert search(index, store, "four")[0].file_id == "file-b"
+
+
+def test_unreachable_storage_is_an_index_failure_in_bounded_time(location: IndexLocation) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/devstoreaccount1"  # nothing listens there
+    index = LanceIndex(
+        IndexLocation(location.uri, {**location.storage_options, "azure_storage_endpoint": nowhere})
+    )
+    with pytest.raises(IndexFailure):
+        index.search("vs_" + secrets.token_hex(16), "q", embedding("q", DIMENSIONS))
+    with pytest.raises(IndexFailure):
+        index.create("vs_" + secrets.token_hex(16), SPACE)

@@ -15,7 +15,7 @@ imported when a store is first written or searched, never at app start).
 - Table handles check for other writers' commits before each read (`read_consistency`,
   default 0: what one instance completes, every other one searches at once).
 - Every append is a fragment and every commit a version: `maintain` compacts, updates the
-  indexes and removes versions older than an hour, one at a time per store in this process (the
+  indexes and removes versions older than two minutes, one at a time per store in this process (the
   caller serialises across instances, with a lease).
 """
 
@@ -28,7 +28,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -49,12 +48,24 @@ log = logging.getLogger("assistants.index")
 RRF_K = 60
 MIN_CANDIDATES = 50  # each query's depth before fusion
 ANN_THRESHOLD = 100_000  # rows past which a vector index (approximate) keeps queries fast
-KEEP_VERSIONS_FOR = timedelta(hours=1)  # readers still on an older version keep working
+# Every commit is a version, and each commit and consistency check costs more with every version
+# kept (an append: 33 ms at first, 220 ms after 300 commits kept an hour, 67 ms kept seconds).
+# Readers reload the latest version before each query, so an old version serves only a query
+# already in flight: minutes are a wide margin.
+KEEP_VERSIONS_FOR = timedelta(minutes=2)
 MAINTENANCE_ATTEMPTS = 3
+# The object store's own retries, bounded (its defaults: 10 retries within 3 minutes), so that an
+# unreachable storage fails an ingestion or a search in seconds, as the table client's do.
+STORAGE_RETRIES = {"client_max_retries": "3", "client_retry_timeout": "20"}
 _COLUMNS = ["id", "file_id", "chunk_index", "filename", "attributes", "text"]
 _WORD = re.compile(r"\w")
 
 T = TypeVar("T")
+
+
+def _missing(exc: Exception) -> bool:
+    """Whether lancedb's error says the table does not exist (and not that storage failed)."""
+    return isinstance(exc, FileNotFoundError) or (isinstance(exc, ValueError) and "was not found" in str(exc))
 
 
 def _quote(value: str) -> str:
@@ -79,7 +90,7 @@ class LanceIndex:
 
                 self._db = lancedb.connect(
                     self._location.uri,
-                    storage_options=self._location.storage_options,
+                    storage_options={**STORAGE_RETRIES, **self._location.storage_options},
                     read_consistency_interval=self._read_consistency,
                 )
             return self._db
@@ -89,11 +100,15 @@ class LanceIndex:
         table = self._tables.get(store_id)
         if table is not None:
             return table
-        db = self._connect()
         try:
-            table = db.open_table(store_id)
-        except (ValueError, FileNotFoundError):
-            return None
+            table = self._connect().open_table(store_id)
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            # Unreachable or refusing storage (lancedb says so with a ValueError too): never
+            # taken for a store without an index, which would search as empty.
+            log.warning("index: could not open %s: %r", store_id, exc)
+            raise IndexFailure(f"could not open {store_id}: {exc}") from exc
         with self._lock:
             return self._tables.setdefault(store_id, table)
 
@@ -225,8 +240,11 @@ class LanceIndex:
     def drop(self, store_id: str) -> None:
         def write() -> None:
             self._forget(store_id)
-            with suppress(ValueError, FileNotFoundError):  # never had one, or already dropped
+            try:
                 self._connect().drop_table(store_id)
+            except Exception as exc:
+                if not _missing(exc):  # else: never had one, or already dropped
+                    raise
 
         self._guarded(f"drop {store_id}", write)
 
