@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
-from tests.model_server import ModelServer, hang, searching
-from tests.support import API_KEYS, ROOT, DevHost, wait_until
+from tests.model_server import ModelServer, error, hang, searching
+from tests.support import API_KEYS, ROOT, DevHost, in_process_store, wait_until
 
 DOCUMENTS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance in the hive.",
@@ -331,3 +332,38 @@ def test_a_run_waits_for_the_threads_files_and_a_cancel_ends_the_wait(
         "the cancel to end the wait",
     )
     assert chats(searcher) == []
+
+
+def test_a_search_that_fails_fails_the_step_and_the_run(client: OpenAI, searcher: ModelServer) -> None:
+    store_id, _ = store_of(client, "bees.txt")
+    searcher.script_embeddings(*[error(500)] * 4)  # the query's embedding fails past its retries
+    thread_id = client.beta.threads.create(messages=[{"role": "user", "content": "bees?"}]).id
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=searching_assistant(client, store_id), poll_interval_ms=100
+    )
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    (step,) = client.beta.threads.runs.steps.list(run.id, thread_id=thread_id).data
+    assert step.type == "tool_calls" and step.status == "failed" and step.last_error is not None
+
+
+def test_an_expired_store_fails_the_run(devhost: DevHost, client: OpenAI, searcher: ModelServer) -> None:
+    files = {"bees.txt": upload(client, "bees.txt")}
+    store_id = client.vector_stores.create(
+        file_ids=list(files.values()), expires_after={"anchor": "last_active_at", "days": 1}
+    ).id
+    wait_until(lambda: client.vector_stores.retrieve(store_id).file_counts.completed == 1, 60, "ingestion")
+    # As the store would be after two idle days (as tests/test_vector_stores.py ages one).
+    rows = in_process_store(devhost.storage, devhost.table_prefix).vector_stores()
+    record = rows.get(store_id)
+    assert record is not None
+    stored = json.loads(record.document)
+    now = int(time.time())
+    stored["store"].update(last_active_at=now - 2 * 86400, expires_at=now - 86400)
+    rows.submit(store_id, rows.store_replacement(store_id, record, json.dumps(stored).encode()))
+    thread_id = client.beta.threads.create(messages=[{"role": "user", "content": "bees?"}]).id
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=searching_assistant(client, store_id), poll_interval_ms=100
+    )
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    assert f"Vector store '{store_id}' has expired" in run.last_error.message
+    assert chats(searcher) == []  # the model was never asked
