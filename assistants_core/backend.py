@@ -21,13 +21,15 @@ lost connections; `EMBEDDING_RETRIES` times) and then failed with `EmbeddingErro
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import logging
 import queue
-import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -93,33 +95,29 @@ Fragment = TextFragment | ToolCallFragment | Finished
 
 
 class ModelStream:
-    """One streamed call, made and read on a thread of its own so that the reader can wait for it
-    in slices (`next(timeout)`) and look for a cancel in between. `close` ends the call: once
-    the answer has begun, its connection is shut at once, so a model that has gone quiet stops
-    being waited for (and billed); before that, the call ends when its answer begins."""
+    """One streamed call, made and read on the process's model loop (`_ModelLoop`), its
+    fragments handed over as they come, so that the reader can wait for them in slices
+    (`next(timeout)`) and look for a cancel in between. `close` ends the call at once, wherever
+    it is (connecting, waiting to retry, or reading an answer): a model that has gone quiet stops
+    being waited for (and billed)."""
 
     _END = object()
 
-    def __init__(self, open_call: Callable[[], openai.Stream[Any]]) -> None:
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._closed = threading.Event()
-        self._open = open_call
-        self._chunks: openai.Stream[Any] | None = None
-        threading.Thread(target=self._pump, name="model-stream", daemon=True).start()
+    def __init__(self, open_call: Callable[[AsyncExitStack], Awaitable[AsyncIterator[str]]]) -> None:
+        # SimpleQueue: the C queue, one lock and no condition objects per hand-over.
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._call = _MODEL_LOOP.submit(self._pump(open_call))
 
-    def _pump(self) -> None:
+    async def _pump(self, open_call: Callable[[AsyncExitStack], Awaitable[AsyncIterator[str]]]) -> None:
         try:
-            self._chunks = chunks = self._open()
-            fragments = _fragments(chunks)
-            try:
-                for fragment in fragments:
-                    if self._closed.is_set():
-                        return
-                    self._queue.put(fragment)
-            finally:
-                fragments.close()
-                chunks.close()
+            async with AsyncExitStack() as stack:  # the response, closed however the call ends
+                lines = await open_call(stack)
+                async with aclosing(_fragments(lines)) as fragments:
+                    async for fragment in fragments:
+                        self._queue.put(fragment)
             self._queue.put(self._END)
+        except asyncio.CancelledError:  # closed: nobody reads on
+            raise
         except BaseException as exc:  # handed to the reader, raised on its thread
             self._queue.put(exc)
 
@@ -137,16 +135,27 @@ class ModelStream:
         return item
 
     def close(self) -> None:
-        self._closed.set()
-        chunks = self._chunks
-        if chunks is not None:
-            # Closing the response from here would not wake the read blocked on its socket;
-            # shutting the socket down does.
-            network = chunks.response.extensions.get("network_stream")
-            sock = network.get_extra_info("socket") if network is not None else None
-            if sock is not None:
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        # Cancelling the call's task on the loop closes its response, and with it the connection.
+        self._call.cancel()
+
+
+class _ModelLoop:
+    """The event loop that every model call of the process is made on: one thread, started
+    with the first call, rather than a thread per call."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, call: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="model-calls", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(call, self._loop)
+
+
+_MODEL_LOOP = _ModelLoop()
 
 
 class ModelBackend:
@@ -162,34 +171,40 @@ class ModelBackend:
         self._api_key = api_key
         self._embeddings_timeout = embeddings_timeout
         self._retry_pause = retry_pause  # the first pause after a 5xx or a timeout; doubled after
-        self._client: openai.OpenAI | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        # Embeddings are asked from ingestion's threads, with a client of their own.
+        self._sync_client: openai.OpenAI | None = None
         self._lock = threading.Lock()
 
-    def _openai(self) -> openai.OpenAI:
-        with self._lock:
-            if self._client is None:
-                import openai
+    def _openai(self) -> openai.AsyncOpenAI:
+        # Made on the model loop, and only ever used there: no lock needed.
+        if self._client is None:
+            import openai
 
-                credential: Any = self._api_key or _token_provider(self.base_url) or "none"
-                timeout = openai.Timeout(**TIMEOUTS)
-                self._client = openai.OpenAI(
-                    base_url=self.base_url, api_key=credential, max_retries=0, timeout=timeout
-                )
-            return self._client
+            credential: Any = self._api_key or _token_provider(self.base_url) or "none"
+            timeout = openai.Timeout(**TIMEOUTS)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=credential, max_retries=0, timeout=timeout
+            )
+        return self._client
 
     def stream(self, body: dict[str, Any]) -> ModelStream:
         """One call with this chat-completions request body, streamed."""
         streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        return ModelStream(lambda: self._open(streamed))
+        return ModelStream(lambda stack: self._open(streamed, stack))
 
-    def _open(self, body: dict[str, Any]) -> openai.Stream[Any]:
-        """The call's stream, once the backend has accepted it (retried as the module says)."""
+    async def _open(self, body: dict[str, Any], stack: AsyncExitStack) -> AsyncIterator[str]:
+        """The lines of the call's event stream, once the backend has accepted it (retried as
+        the module says); its response is closed with `stack`. The response is read as lines,
+        not as the client's chunk objects: building those is most of what the call costs."""
         client = self._openai()
         import openai
 
         for attempt in range(MAX_RETRIES + 1):
             try:
-                return cast("openai.Stream[Any]", client.chat.completions.create(**body))
+                call = client.chat.completions.with_streaming_response.create(**body)
+                response = await stack.enter_async_context(call)
+                return cast(AsyncIterator[str], response.iter_lines())
             except openai.RateLimitError as exc:
                 wait = _retry_after(exc.response)
                 if attempt == MAX_RETRIES or wait is None or wait > MAX_RETRY_AFTER_SECONDS:
@@ -204,7 +219,7 @@ class ModelBackend:
                     log.error("the model backend refused this service's credentials: %s", exc)
                     raise ModelError("server_error", GENERIC_ERROR) from None
                 raise ModelError("invalid_prompt", f"The model refused the request: {_detail(exc)}") from None
-            time.sleep(wait)
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
     def embed(
@@ -235,8 +250,20 @@ class ModelBackend:
             start = end
         return vectors
 
+    def _sync(self) -> openai.OpenAI:
+        with self._lock:
+            if self._sync_client is None:
+                import openai
+
+                credential: Any = self._api_key or _sync_token_provider(self.base_url) or "none"
+                timeout = openai.Timeout(**TIMEOUTS)
+                self._sync_client = openai.OpenAI(
+                    base_url=self.base_url, api_key=credential, max_retries=0, timeout=timeout
+                )
+            return self._sync_client
+
     def _embed_batch(self, inputs: list[str], model: str, dimensions: int | None) -> list[list[float]]:
-        client = self._openai()
+        client = self._sync()
         import openai
 
         extra: dict[str, Any] = {} if dimensions is None else {"dimensions": dimensions}
@@ -274,35 +301,45 @@ def _vectors(response: Any, count: int, dimensions: int | None) -> list[list[flo
     return vectors
 
 
-def _fragments(chunks: openai.Stream[Any]) -> Generator[Fragment, None, None]:
-    """The chunks of a streamed answer as fragments, the finish reason and usage last."""
-    import openai
-
+async def _fragments(lines: AsyncIterator[str]) -> AsyncGenerator[Fragment, None]:
+    """The chunks of a streamed answer (Server-Sent Events, one JSON chunk per `data:` line, as
+    the backend sends them) as fragments, the finish reason and usage last."""
     reason: FinishReason | None = None
     usage: Usage | None = None
     try:
-        for chunk in chunks:
-            if chunk.usage is not None:
+        async for line in lines:
+            if not line.startswith("data:"):  # a blank line, a comment, `event:` or `id:`
+                continue
+            data = line[5:].removeprefix(" ")
+            if data.startswith("[DONE]"):
+                break
+            chunk = json.loads(data)
+            if chunk.get("error"):
+                raise ValueError(f"an error event: {chunk['error']}")
+            counted = chunk.get("usage")
+            if counted is not None:
                 usage = Usage(
-                    prompt_tokens=chunk.usage.prompt_tokens,
-                    completion_tokens=chunk.usage.completion_tokens,
-                    total_tokens=chunk.usage.total_tokens,
+                    prompt_tokens=counted["prompt_tokens"],
+                    completion_tokens=counted["completion_tokens"],
+                    total_tokens=counted["total_tokens"],
                 )
-            for choice in chunk.choices:  # none in Azure's filter results and in the usage chunk
-                delta = choice.delta
-                if delta.content:
-                    yield TextFragment(delta.content)
-                for position, call in enumerate(delta.tool_calls or []):
-                    function = call.function
+            # No choices in Azure's filter results and in the usage chunk.
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    yield TextFragment(delta["content"])
+                for position, call in enumerate(delta.get("tool_calls") or ()):
+                    function = call.get("function") or {}
+                    index = call.get("index")
                     yield ToolCallFragment(
-                        index=call.index if call.index is not None else position,
-                        id=call.id or None,
-                        name=(function.name or None) if function else None,
-                        arguments=(function.arguments or "") if function else "",
+                        index=index if index is not None else position,
+                        id=call.get("id") or None,
+                        name=function.get("name") or None,
+                        arguments=function.get("arguments") or "",
                     )
-                if choice.finish_reason is not None:
-                    reason = _finish_reason(choice.finish_reason)
-    except (openai.APIError, ValueError) as exc:
+                if choice.get("finish_reason") is not None:
+                    reason = _finish_reason(choice["finish_reason"])
+    except Exception as exc:  # the connection broke, or what came is not a chunk
         log.warning("model stream broke: %s", exc)
         raise ModelError("server_error", GENERIC_ERROR) from None
     if reason is None:
@@ -343,7 +380,7 @@ def _detail(exc: openai.APIStatusError) -> str:
     return f"HTTP {exc.status_code}"
 
 
-def _token_provider(base_url: str) -> Any:
+def _sync_token_provider(base_url: str) -> Callable[[], str] | None:
     """For an Azure endpoint: Entra ID tokens of the app's identity, refreshed as they expire."""
     host = urlsplit(base_url).hostname or ""
     if not host.endswith(AZURE_HOSTS):
@@ -351,3 +388,16 @@ def _token_provider(base_url: str) -> Any:
     from azure.identity import DefaultAzureCredential, get_bearer_token_provider
 
     return get_bearer_token_provider(DefaultAzureCredential(), AZURE_SCOPE)
+
+
+def _token_provider(base_url: str) -> Callable[[], Awaitable[str]] | None:
+    """The same, for the model loop: fetched off it, since a refresh blocks on the identity
+    endpoint."""
+    token = _sync_token_provider(base_url)
+    if token is None:
+        return None
+
+    async def provider() -> str:
+        return await asyncio.to_thread(token)
+
+    return provider

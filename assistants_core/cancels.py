@@ -27,19 +27,21 @@ class CancelWatch:
         self._active_runs = active_runs
         self.interval = interval
         self._lock = threading.Lock()
+        self._watching = threading.Condition(self._lock)  # notified when something is watched
         self._watched: Counter[str] = Counter()
-        self._looking = False
+        self._looker: threading.Thread | None = None
         self._cancelling: frozenset[str] = frozenset()
 
     @contextmanager
     def watching(self, run_id: str) -> Iterator[None]:
-        """While the block runs, `asked(run_id)` follows the index (looked at by one thread,
-        which runs while anything is watched)."""
+        """While the block runs, `asked(run_id)` follows the index (looked at by one thread, made
+        once, which looks while anything is watched and sleeps while nothing is)."""
         with self._lock:
             self._watched[run_id] += 1
-            if not self._looking:
-                self._looking = True
-                threading.Thread(target=self._look, name="cancel-watch", daemon=True).start()
+            if self._looker is None:
+                self._looker = threading.Thread(target=self._look, name="cancel-watch", daemon=True)
+                self._looker.start()
+            self._watching.notify()
         try:
             yield
         finally:
@@ -54,11 +56,13 @@ class CancelWatch:
 
     def _look(self) -> None:
         while True:
+            with self._lock:
+                while not self._watched:
+                    self._watching.wait()
             time.sleep(self.interval)  # a run just taken has not been cancelled yet, most likely
             with self._lock:
                 if not self._watched:
-                    self._looking = False
-                    return
+                    continue
             try:
                 self._cancelling = self._active_runs().cancelling()
             except StorageUnavailable:  # the executors' own reads of their runs still find a cancel

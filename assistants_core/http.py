@@ -81,6 +81,9 @@ STREAM_GATHER_BYTES = 1024 * 1024
 BLOCKING_THREADS = 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
 
 _blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="blocking")
+# A streamed run's events are drawn on one of these, for as long as the run lasts (mostly waiting
+# on the model): threads kept and reused, never one made per run; many, since each mostly waits.
+_runs = ThreadPoolExecutor(max_workers=256, thread_name_prefix="run")
 # Uploads wait on the client and on storage for as long as their bytes take: threads of their
 # own, so that a few large uploads never hold up the short requests.
 _transfers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="transfer")
@@ -346,14 +349,29 @@ def _error_response(error: ApiError) -> Response:
 def _event_stream(stream: EventStream, heartbeat: float) -> StreamingResponse:
     """Server-Sent Events, as the SDKs read them: `event:` and one `data:` line per event, a
     comment now and then while nothing happens, and `done` last. The run's events are drawn on
-    a thread of their own that does not depend on the client: one that hangs up stops reading,
-    and the run goes on to its end all the same."""
+    a thread of the runs pool (`_runs`) that does not depend on the client: one that hangs up
+    stops reading, and the run goes on to its end all the same. Events reach the response in
+    batches: what the run produced while the response was busy goes out as one chunk, with one
+    wake-up of the event loop, not one per event."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    lock = threading.Lock()
+    pending: list[bytes | None] = []  # None: the end
+    woken = False  # a wake-up is on its way to the loop for what is pending
+    waiter: asyncio.Future[None] | None = None
+
+    def wake() -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def deliver(chunk: bytes | None) -> None:
+        nonlocal woken
+        with lock:
+            pending.append(chunk)
+            if woken:
+                return
+            woken = True
         with contextlib.suppress(RuntimeError):  # the loop is gone (shutting down): nobody to tell
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            loop.call_soon_threadsafe(wake)
 
     def pump() -> None:
         try:
@@ -369,21 +387,30 @@ def _event_stream(stream: EventStream, heartbeat: float) -> StreamingResponse:
         deliver(_sse("done", "[DONE]"))
         deliver(None)
 
-    threading.Thread(target=pump, name="run-stream", daemon=True).start()
+    _runs.submit(contextvars.Context().run, pump)  # as a thread of its own would: a fresh context
 
     async def body() -> AsyncIterator[bytes]:
+        nonlocal waiter, woken
         while True:
-            try:
-                chunk = await asyncio.wait_for(queue.get(), heartbeat)
-            except TimeoutError:
-                # A comment line, without the blank line that would end an event of its own: SSE
-                # readers skip it either way, but azure-ai-agents takes all up to a blank line
-                # for one event and fails on one without an `event:` line.
-                yield b": keep-alive\n"
+            with lock:
+                chunks = pending[:]
+                pending.clear()
+                woken = False
+            if not chunks:
+                waiter = loop.create_future()
+                try:
+                    async with asyncio.timeout(heartbeat):
+                        await waiter
+                except TimeoutError:
+                    # A comment line, without the blank line that would end an event of its own:
+                    # SSE readers skip it either way, but azure-ai-agents takes all up to a blank
+                    # line for one event and fails on one without an `event:` line.
+                    yield b": keep-alive\n"
                 continue
-            if chunk is None:
+            ended = chunks[-1] is None
+            yield b"".join(chunk for chunk in chunks if chunk is not None)
+            if ended:
                 return
-            yield chunk
 
     return StreamingResponse(
         body(),

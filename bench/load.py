@@ -21,7 +21,7 @@ through the API:
     with the outputs submitted; it has exactly one reply, completed, carrying its run_id, with
     the model's text, the one its message_creation step names; its usage is the sum of its
     steps'; its thread takes a message again.
-Prints requests/s, latency percentiles, errors by status, the runs by kind and their duration
+Prints requests/s, latency percentiles, errors by status, runs/s, the runs by kind and their duration
 and the dev host's peak memory; exits non-zero on any 5xx, loss, reordering, resurrected delete
 or inconsistent run.
 """
@@ -481,7 +481,7 @@ def main() -> int:
             f"runs        {len(ledger.runs)}: polled {kinds['polled', False] + kinds['polled', True]} "
             f"({kinds['polled', True]} with a function call), streamed "
             f"{kinds['streamed', False] + kinds['streamed', True]} ({kinds['streamed', True]} with a "
-            f"function call); {model_calls} model calls; "
+            f"function call), {len(ledger.runs) / elapsed:.1f}/s; {model_calls} model calls; "
             + ", ".join(f"{status} {n}" for status, n in sorted(ended.items()))
         )
         for kind, seconds in sorted(ledger.run_seconds.items()):

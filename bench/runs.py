@@ -16,7 +16,8 @@ server (A/B, then B/A), with the same messages, so machine noise falls on both:
 3. 100 simultaneous streamed runs on one dev host against a model that takes 5 s per answer
    (its first word after 0.5 s), begun at one instant, then begun over 4 s (all still open
    together), then the 16 one Flex instance takes at once (perInstanceConcurrency): all
-   complete, the time-to-first-delta overhead, peak memory;
+   complete, the time-to-first-delta overhead, peak memory; beside the 100 at once, Azurite's
+   own floor (the table requests a run makes before its first delta, straight to Azurite);
 4. polled runs per second, clients looping on `create_and_poll` against an instant model;
 5. `create_and_poll` with the poll interval the service could advise (`openai-poll-after-ms`):
    the latency each gives, for picking the one it does advise;
@@ -177,6 +178,10 @@ def storage_requests(host: DevHost, proxy: FaultyProxy, model: ModelServer) -> l
     client = OpenAI(base_url=host.api_url, api_key=API_KEYS[0], max_retries=0)
     plain = client.beta.assistants.create(model="m").id
     tooled = client.beta.assistants.create(model="m", tools=[TOOL]).id  # type: ignore[list-item]
+    # One run first: the host's first model call imports the openai package (~2 s), during
+    # which the cancel watch looks at the index every half second; a cold start, not a run's cost.
+    stream_run_on(client, client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}]).id, plain)
+    time.sleep(SETTLE_SECONDS)
     rows = []
     for words in (20, 1000):
 
@@ -225,7 +230,7 @@ def slow(body: dict[str, Any]) -> Reply:
 
 
 def concurrent_streams(
-    host: DevHost, model: ModelServer, count: int, spread: float
+    host: DevHost, model: ModelServer, count: int, spread: float, target_ms: float
 ) -> tuple[list[str], bool]:
     """`count` streamed runs open at once against a model that takes 5 s per answer, begun
     together (`spread` 0) or one after another over `spread` seconds (less than an answer
@@ -269,15 +274,70 @@ def concurrent_streams(
     overheads = sorted((ttfd - own) * 1000 for ttfd, *_ in results)
     p95 = overheads[int(0.95 * (len(overheads) - 1))]
     model.respond_with(answer)
-    met = "met" if completed == count and p95 <= 200 else "MISSED"
+    met = "met" if completed == count and p95 <= target_ms else "MISSED"
     begun = "begun together" if spread == 0 else f"begun over {spread:.0f} s"
     rows = [
         f"{count} streamed runs, {begun}: {completed} completed in {wall:.1f} s, {peak} open at once"
         f" (5 s of model each, its first word after {own * 1000:.0f} ms)",
         f"  time to first delta over the model's, p50 {statistics.median(overheads):.0f} ms, p95 {p95:.0f} ms"
-        f" (target <=200)  {met}",
+        f" (target <={target_ms:g})  {met}",
     ]
     return rows, completed == count
+
+
+def azurite_floor(storage: str, count: int) -> str:
+    """What Azurite alone puts under `count` runs begun at once: the table requests a streamed
+    run makes before its first delta (the create transaction, the assistant's and the thread's
+    reads, the index row, the prompt's thread read and history page, the open-message
+    transaction), made by `count` threads of this process straight to Azurite with
+    azure-data-tables, begun together; the p95 of the time each took."""
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(storage)
+    table = service.create_table("floor" + os.urandom(4).hex())
+    document = "x" * 1500
+
+    def transaction(partition: str, first: int) -> None:
+        table.submit_transaction(
+            [
+                ("upsert", {"PartitionKey": partition, "RowKey": f"r{first + i}", "d": document})
+                for i in range(3)
+            ]
+        )
+
+    spent: list[float] = []
+    lock = threading.Lock()
+    began = time.perf_counter() + 0.5
+
+    def one(n: int) -> None:
+        partition = f"p{n}"
+        time.sleep(max(0.0, began - time.perf_counter()))
+        transaction(partition, 0)
+        table.get_entity(partition, "r0")
+        table.get_entity(partition, "r1")
+        table.upsert_entity({"PartitionKey": "index", "RowKey": partition})
+        table.get_entity(partition, "r2")
+        next(
+            table.query_entities(
+                "PartitionKey eq @p", parameters={"p": partition}, results_per_page=100
+            ).by_page()
+        )
+        transaction(partition, 3)
+        with lock:
+            spent.append(time.perf_counter() - began)
+
+    workers = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    service.delete_table(table.table_name)
+    spent.sort()
+    return (
+        f"  Azurite's floor, {count} at once: the 8 table requests a run makes before its first delta,"
+        f" straight to Azurite from {count} threads: p50 {statistics.median(spent) * 1000:.0f} ms,"
+        f" p95 {spent[int(0.95 * (count - 1))] * 1000:.0f} ms"
+    )
 
 
 def polled_throughput(host: DevHost, seconds: float, clients: int = 16) -> str:
@@ -409,11 +469,17 @@ def main() -> None:
             print(row)
         print("\n3. concurrency")
         all_completed = True
-        for count, spread in ((args.streams, 0), (args.streams, args.spread), (PER_INSTANCE, 0)):
-            rows, completed = concurrent_streams(host, model, count, spread)
+        for count, spread, target in (
+            (args.streams, 0, 1000),
+            (args.streams, args.spread, 100),
+            (PER_INSTANCE, 0, 200),
+        ):
+            rows, completed = concurrent_streams(host, model, count, spread, target)
             all_completed &= completed
             for row in rows:
                 print(row)
+            if spread == 0 and count == args.streams:
+                print(azurite_floor(host.storage, count))
         print(f"dev host peak RSS {peak_rss_mb(host.pid):.0f} MiB")
         print("\n4. " + polled_throughput(host, args.seconds))
         print("\n5. the poll interval to advise")
