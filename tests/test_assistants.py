@@ -77,7 +77,7 @@ def test_create_with_everything_round_trips(client: OpenAI) -> None:
         tools=TOOLS,
         tool_resources={
             "code_interpreter": {"file_ids": ["file-1", "file-2"]},
-            "file_search": {"vector_store_ids": ["vs_1"]},
+            "file_search": {"vector_store_ids": [client.vector_stores.create().id]},
         },
         metadata={"team": "forecasts", "tier": "gold"},
         temperature=0.2,

@@ -199,9 +199,9 @@ INVALID_CREATES: list[tuple[dict[str, Any], str, str]] = [
         "array_above_max_length",
     ),
     (
-        {"model": "m", "tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["f"]}]}}},
+        {"model": "m", "tool_resources": {"file_search": {"vector_stores": [{"file_ids": []}] * 2}}},
         "tool_resources.file_search.vector_stores",
-        "unsupported_parameter",
+        "array_above_max_length",
     ),
     ({"model": "m", "tool_resources": {"retrieval": {}}}, "tool_resources.retrieval", "unknown_parameter"),
     (
@@ -253,7 +253,7 @@ def test_limits_are_inclusive(http: httpx.Client) -> None:
         "metadata": {f"{i:064d}": "😀" * 512 for i in range(16)},
         "tool_resources": {
             "code_interpreter": {"file_ids": ["f"] * 20},
-            "file_search": {"vector_store_ids": ["v"]},
+            "file_search": {"vector_store_ids": [http.post("/vector_stores", json={}).json()["id"]]},
         },
     }
     created = http.post("/assistants", json=body)

@@ -481,7 +481,7 @@ def test_messages_name_existing_files(client: OpenAI) -> None:
             {"type": "text", "text": "look"},
             {"type": "image_file", "image_file": {"file_id": image.id}},
         ],
-        attachments=[{"file_id": image.id, "tools": [{"type": "file_search"}]}],
+        attachments=[{"file_id": image.id, "tools": [{"type": "code_interpreter"}]}],
     )
     assert message.attachments is not None and message.attachments[0].file_id == image.id
     missing = "file-" + "Z" * 24

@@ -135,9 +135,9 @@ def test_invalid_initial_message_names_its_place(
             "array_above_max_length",
         ),
         (
-            {"tool_resources": {"file_search": {"vector_stores": [{"file_ids": []}]}}},
+            {"tool_resources": {"file_search": {"vector_stores": [{"file_ids": []}] * 2}}},
             "tool_resources.file_search.vector_stores",
-            "unsupported_parameter",
+            "array_above_max_length",
         ),
         ({"assistant_id": "asst_x"}, "assistant_id", "unknown_parameter"),
     ],

@@ -118,7 +118,8 @@ def test_message_crud(client: OpenAI, http: httpx.Client) -> None:
 
 def test_thread_modify_and_delete(client: OpenAI) -> None:
     thread = client.beta.threads.create(
-        metadata={"a": "1"}, tool_resources={"file_search": {"vector_store_ids": ["vs_1"]}}
+        metadata={"a": "1"},
+        tool_resources={"file_search": {"vector_store_ids": [client.vector_stores.create().id]}},
     )
     changed = client.beta.threads.update(thread.id, metadata={"b": "2"})
     assert changed.metadata == {"b": "2"} and changed.tool_resources == thread.tool_resources
