@@ -74,6 +74,7 @@ bench: setup
 	$(BIN)/python -m bench.sandbox $(SANDBOX_ARGS)
 	$(BIN)/python -m bench.search $(SEARCH_ARGS)
 	$(BIN)/python -m bench.vector_stores $(VECTOR_STORES_ARGS)
+	$(BIN)/python -W ignore::DeprecationWarning -m bench.file_search $(FILE_SEARCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -43,12 +43,13 @@ from typing import Any
 from openai import AssistantEventHandler, OpenAI
 
 from bench.bench import peak_rss_mb
-from tests.model_server import ModelServer, Reply, call, text, tool_calls
+from tests.model_server import ModelServer, Reply, Responder, call, text, tool_calls
 from tests.support import (
     API_KEYS,
     Azurite,
     DevHost,
     FaultyProxy,
+    connection_string,
     free_port,
     running_devhost,
 )
@@ -427,20 +428,21 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def servers() -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
+def servers(responder: Responder = answer) -> Iterator[tuple[ModelServer, DevHost, DevHost, FaultyProxy]]:
+    """Azurite, the scripted model (answering with `responder`), a dev host, and a second one
+    whose table requests a proxy counts (its queues and blobs reached directly)."""
     with ExitStack() as stack:
         azurite = Azurite(free_port())
         azurite.start()
         stack.callback(azurite.stop)
-        model = stack.enter_context(ModelServer(answer))
+        model = stack.enter_context(ModelServer(responder))
         host = stack.enter_context(
             running_devhost(azurite.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url)
         )
         proxy = FaultyProxy(azurite.port, azurite.queue_port)
         stack.callback(proxy.close)
-        counted = stack.enter_context(
-            running_devhost(proxy.connection_string, ASSISTANTS_MODEL_BASE_URL=model.base_url)
-        )
+        storage = connection_string(proxy.port, azurite.queue_port, azurite.blob_port)
+        counted = stack.enter_context(running_devhost(storage, ASSISTANTS_MODEL_BASE_URL=model.base_url))
         yield model, host, counted, proxy
 
 
