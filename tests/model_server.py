@@ -54,8 +54,9 @@ the input hashed, signed, into `dimensions` slots -- 256 unless the request asks
 L2-normalised), as plain float lists or, with `encoding_format: "base64"` (the Python SDK's
 default), as little-endian float32 bytes in base64. Embeddings requests have a script of their own
 (`script_embeddings(error(500), rate_limit(2), hang())`, any `Reply` whose status, `hang` and
-`delay_before` apply); a 2xx reply there means "the computed vectors". They are recorded like chat
-requests (`is_embeddings`), and `embedding_bodies()` lists theirs.
+`delay_before` apply); a 2xx reply there means "the computed vectors". They are recorded apart
+(`embedding_requests`, `embedding_bodies()`), so that `requests` holds what runs ask, whatever a
+late ingestion of an earlier test embeds meanwhile.
 
 Recording: `model.requests` (every request, `RecordedRequest`: method, path, lower-cased headers,
 parsed body, times, the reply chosen, and its `outcome`), `last_request()`, `bodies()`;
@@ -1032,6 +1033,7 @@ class ModelServer:
         self._script: deque[Reply | Responder | str] = deque()
         self._embedding_script: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
+        self._embedding_requests: list[RecordedRequest] = []
         self._responder_errors: list[BaseException] = []
         self._aborted = 0
         self._in_flight = 0
@@ -1134,6 +1136,7 @@ class ModelServer:
             self._script.clear()
             self._embedding_script.clear()
             self._requests.clear()
+            self._embedding_requests.clear()
             self._responder_errors.clear()
             self._aborted = 0
             self._peak_in_flight = self._in_flight
@@ -1143,7 +1146,7 @@ class ModelServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received, in order of arrival (a snapshot)."""
+        """Every request received but embeddings requests, in order of arrival (a snapshot)."""
         with self._lock:
             return list(self._requests)
 
@@ -1157,9 +1160,15 @@ class ModelServer:
         """The JSON bodies of the chat-completions requests, in order of arrival."""
         return [r.json for r in self.requests if r.is_chat]
 
+    @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        """Every embeddings request received, in order of arrival (a snapshot)."""
+        with self._lock:
+            return list(self._embedding_requests)
+
     def embedding_bodies(self) -> list[dict[str, Any]]:
         """The JSON bodies of the embeddings requests, in order of arrival."""
-        return [r.json for r in self.requests if r.is_embeddings]
+        return [r.json for r in self.embedding_requests]
 
     @property
     def aborted(self) -> int:
@@ -1211,7 +1220,7 @@ class ModelServer:
 
     def _record(self, record: RecordedRequest) -> None:
         with self._changed:
-            self._requests.append(record)
+            (self._embedding_requests if record.is_embeddings else self._requests).append(record)
             self._changed.notify_all()
 
     def _finish(self, record: RecordedRequest, outcome: Outcome, counted: bool) -> None:

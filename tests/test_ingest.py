@@ -276,7 +276,7 @@ def test_429_is_retried_after_what_retry_after_asks_and_500_after_a_pause(
 ) -> None:
     model.script_embeddings(rate_limit(retry_after=1), error(500), error(503))
     assert close(backend.embed(["x"], model="m", dimensions=4), [embedding("x", 4)])
-    requests = [r for r in model.requests if r.is_embeddings]
+    requests = model.embedding_requests
     assert [r.status for r in requests] == [429, 500, 503, 200]
     assert requests[1].received_at - requests[0].received_at >= 1.0
 
