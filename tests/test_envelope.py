@@ -5,7 +5,6 @@ exceptions of the storage package above it."""
 
 from __future__ import annotations
 
-import random
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -107,6 +106,15 @@ def boundaries_and_date(headers: dict[str, str], body: bytes) -> tuple[str, str,
     return batch, changeset.group(1).decode(), date.group(1).decode()
 
 
+_DATES = re.compile(rb"\r\n(x-ms-date|Date): [^\r]+\r\n")
+
+
+def dateless(body: bytes) -> bytes:
+    """The body with its sub-requests' dates blanked: the SDK dates each sub-request as it
+    encodes it, so two of them may fall on either side of a second."""
+    return _DATES.sub(lambda m: b"\r\n" + m.group(1) + b": -\r\n", body)
+
+
 def assert_same_envelope(azurite: Azurite, operations: Sequence[Operation]) -> None:
     """Ours, given the SDK's boundaries and date, is the SDK's byte for byte; and the request
     as our sender sends it carries the SDK's headers."""
@@ -114,7 +122,7 @@ def assert_same_envelope(azurite: Azurite, operations: Sequence[Operation]) -> N
     batch, changeset, date = boundaries_and_date(headers, body)
     base = f"http://127.0.0.1:{azurite.port}/devstoreaccount1"
     ours = envelope.envelope(base, "captured", "2019-02-02", operations, batch, changeset, date)
-    assert ours == body
+    assert dateless(ours) == dateless(body)
 
     our_headers, our_body = our_request(azurite, operations)
     our_batch, our_changeset, our_date = boundaries_and_date(our_headers, our_body)
@@ -124,7 +132,7 @@ def assert_same_envelope(azurite: Azurite, operations: Sequence[Operation]) -> N
         .replace(our_changeset.encode(), changeset.encode())
         .replace(our_date.encode(), date.encode())
     )
-    assert normal == body
+    assert dateless(normal) == dateless(body)
     varying = {"x-ms-client-request-id", "x-ms-date", "Date", "Authorization", "Content-Type"}
     assert {k: v for k, v in our_headers.items() if k not in varying} == {
         k: v for k, v in headers.items() if k not in varying
@@ -179,9 +187,7 @@ def service_shapes() -> list[list[Operation]]:
             )
         ],
         [(D, row("q"), {"etag": '"quoted"', "match_condition": MatchConditions.IfNotModified})],
-        # 100 entities, ~4 MiB, of fixed bytes: with fresh random ones this failed once in about
-        # five runs (an encoding difference for some values, not yet found: see the closing note).
-        [(P, row(f"r{n:03}", b=random.Random(n).randbytes(30_000))) for n in range(100)],
+        [(P, row(f"r{n:03}", b=secrets.token_bytes(30_000))) for n in range(100)],  # 100 entities, ~4 MiB
         *service_shapes(),
     ],
     ids=[
