@@ -175,17 +175,16 @@ class CodeInterpreter:
     def _inputs(self, tools: RunTools) -> list[tuple[str, str]]:
         """(file id, name in /mnt/data) of the run's files: the assistant's, the thread's, then
         those attached to the messages for code_interpreter."""
-        found: dict[str, str] = {}
+        given: list[str] = []
         for resources in (tools.run.tool_resources, tools.thread_resources):
             if resources is not None and resources.code_interpreter is not None:
-                for file_id in resources.code_interpreter.file_ids:
-                    found.setdefault(file_id, "")
-        for attachment in reversed(tools.attachments):  # oldest first, as the model reads them
-            if any(tool.type == self.kind for tool in attachment.tools):
-                found.setdefault(attachment.file_id, "")
+                given += resources.code_interpreter.file_ids
+        given += [  # oldest first, as the model reads them
+            a.file_id for a in reversed(tools.attachments) if any(t.type == self.kind for t in a.tools)
+        ]
         names: set[str] = set()
         inputs = []
-        for file_id in found:
+        for file_id in dict.fromkeys(given):  # each file once, where it first stands
             name = self._files.filename(file_id)
             if name is None:  # deleted since: the run goes on without it
                 continue
