@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import ids
 from .errors import InvalidRequest
-from .executor import EventStream
 from .files import LIST_LIMIT, Download
 from .http import Call
 from .models import (
@@ -46,6 +45,7 @@ from .models.vector_store import (
     VectorStoreFileDeleted,
 )
 from .pagination import ListPage, ListQuery, id_param
+from .run_state import EventStream
 from .runs import POLL_AFTER_MS
 from .vector_stores import POLL_AFTER_MS as INGEST_POLL_AFTER_MS
 

@@ -29,17 +29,15 @@ from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
 from . import conversation, ids, prompt
 from .answer import Answer, step_delta
 from .backend import Finished, ModelBackend, ModelError, TextFragment, ToolCallFragment
 from .beside import beside
 from .cancels import CancelWatch
+from .closing import Closing, Ending, Written
 from .errors import InvalidRequest
 from .models import Message
-from .models.base import WireModel
-from .models.message import Attachment, ImageFile, ImageFileContentBlock, Text, TextContentBlock
+from .models.message import Attachment, ImageFile, ImageFileContentBlock
 from .models.run import (
     FunctionToolCall,
     IncompleteDetails,
@@ -48,18 +46,23 @@ from .models.run import (
     MessageCreationDetails,
     Run,
     RunStep,
-    StepDetails,
-    StepError,
-    StepStatus,
     ToolCallsDetails,
     ToolOutput,
     Usage,
 )
 from .models.thread import Thread
-from .models.tool_calls import STORED, CodeInterpreterToolCall, FileSearchToolCall
+from .models.tool_calls import CodeInterpreterToolCall, FileSearchToolCall
+from .run_state import (
+    STREAM_ENDS,
+    Event,
+    RunGone,
+    StoredRun,
+    document,
+    new_step,
+    stored,
+)
 from .storage import (
     Batch,
-    Collection,
     ConcurrentUpdate,
     Record,
     StorageUnavailable,
@@ -81,77 +84,10 @@ LOOK_SECONDS = 5  # how often an executor reads its run itself while the model a
 EXPIRY_GRACE_SECONDS = 5
 MAX_MODEL_CALLS = 20  # per run: a model that calls tools for ever ends as failed
 DEFAULT_CONTEXT_TOKENS = 128_000
+FOLLOW_SECONDS = 0.25  # how often a request that follows another's run reads it
 LOST = "The run's worker stopped before the run finished."
 _FILTERED = "The model's answer was stopped by its content filter."
-_MESSAGE_ENDS = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
-_Status = Literal["completed", "failed", "cancelled", "expired", "incomplete"]
-_STEP_ENDS: dict[str, StepStatus] = {"failed": "failed", "cancelled": "cancelled", "expired": "expired"}
 _TOO_MANY_CALLS = f"The model called tools {MAX_MODEL_CALLS} times in one run without answering."
-
-
-@dataclass(frozen=True)
-class Event:
-    """An Assistants stream event: its name and its data."""
-
-    event: str
-    data: BaseModel
-
-
-@dataclass(frozen=True)
-class EventStream:
-    """A run's events, for a client that asked for them as a stream (`stream: true`)."""
-
-    events: Iterator[Event]
-
-
-# The events after which a run's stream has nothing more to say.
-STREAM_ENDS = frozenset(
-    f"thread.run.{status}"
-    for status in ("requires_action", "completed", "incomplete", "failed", "cancelled", "expired")
-)
-FOLLOW_SECONDS = 0.25
-
-
-class Execution(WireModel):
-    """What the executor keeps with a run, never shown to clients."""
-
-    owner: str | None = None
-    lease_until: float = 0
-    queued_at: int = 0
-    steps: int = 0  # the number the next step takes
-    calls: int = 0  # model calls made
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    open_step: str | None = None
-    open_message: str | None = None
-    pending_usage: Usage | None = None  # of the completion that asked for the pending tool calls
-    search_content: bool = False  # file_search results' content shown in the run's events
-    images: list[str] = Field(default_factory=list)  # displayed by code, for the next message
-
-
-class StoredRun(WireModel):
-    run: Run
-    execution: Execution = Field(default_factory=Execution)
-
-    def usage(self) -> Usage:
-        e = self.execution
-        return Usage(
-            prompt_tokens=e.prompt_tokens,
-            completion_tokens=e.completion_tokens,
-            total_tokens=e.prompt_tokens + e.completion_tokens,
-        )
-
-
-def stored(record: Record) -> StoredRun:
-    return StoredRun.model_validate_json(record.document)
-
-
-def _json(model: BaseModel) -> bytes:
-    return model.model_dump_json(context=STORED).encode()
-
-
-class RunGone(Exception):
-    """The run ended or vanished under this executor (another ended it, the thread was deleted)."""
 
 
 class _Cancelled(Exception):
@@ -179,47 +115,6 @@ class _Held:
     @property
     def run(self) -> Run:
         return self.state.run
-
-
-@dataclass(frozen=True)
-class _Written:
-    """An answer, for the message it streamed into: why the message ends incomplete (None: it is
-    complete), the usage of the message's step, and whether the tool calls it showed are cut
-    short (stored with the run's end, never asked for)."""
-
-    answer: Answer
-    reason: str | None
-    usage: Usage | None
-    calls_cut: bool = True
-
-    @classmethod
-    def cut(cls, answer: Answer | None, status: _Status) -> _Written | None:
-        """What `answer` had written when the run's end (`status`) cut it short."""
-        return None if answer is None else cls(answer, _MESSAGE_ENDS[status], None)
-
-    @property
-    def cut_step(self) -> int | None:
-        """The number of the tool_calls step to store cut short, if there is one."""
-        return self.answer.step_number if self.calls_cut else None
-
-
-@dataclass
-class _Closing:
-    """The writes that close a run's open step and message (replacements; an insert for a step
-    only shown until now), and their events after."""
-
-    writes: list[tuple[Collection, str, Record | None, bytes]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-    def add(self, collection: Collection, key: str, record: Record | None, value: BaseModel) -> None:
-        self.writes.append((collection, key, record, _json(value)))
-
-    def write(self, batch: Batch) -> None:
-        for collection, key, record, document in self.writes:
-            if record is None:
-                batch.insert(collection, key, document)
-            else:
-                batch.replace(collection, key, record, document)
 
 
 class Executor:
@@ -279,9 +174,9 @@ class Executor:
             yield from self._loop(held)
         except _Cancelled:
             yield Event("thread.run.cancelling", held.run)
-            yield from self._end(held, "cancelled", written=_Written.cut(held.answer, "cancelled"))
+            yield from self._end(held, "cancelled", written=Written.cut(held.answer, "cancelled"))
         except _Expired:
-            yield from self._end(held, "expired", written=_Written.cut(held.answer, "expired"))
+            yield from self._end(held, "expired", written=Written.cut(held.answer, "expired"))
 
     @staticmethod
     def take(state: StoredRun) -> None:
@@ -310,7 +205,7 @@ class Executor:
             yield from self._call(held, body, answer)
         except ModelError as exc:
             error = LastError(code=exc.code, message=exc.message)
-            yield from self._end(held, "failed", error, written=_Written.cut(answer, "failed"))
+            yield from self._end(held, "failed", error, written=Written.cut(answer, "failed"))
             return
         usage = answer.usage or Usage(
             prompt_tokens=prompt.estimate(body["messages"]),  # type: ignore[arg-type]
@@ -385,7 +280,7 @@ class Executor:
                     if deltas:
                         if answer.step_number is None:  # its step is shown now, stored later
                             answer.step_number = self._step_number(held)
-                            step = self._step(held, answer.step_number, ToolCallsDetails())
+                            step = new_step(held.run, answer.step_number, ToolCallsDetails())
                             answer.step_id = step.id
                             yield from _started(step)
                         yield Event("thread.run.step.delta", step_delta(answer.step_id, deltas))
@@ -443,27 +338,14 @@ class Executor:
         number = held.state.execution.steps
         return number + 1 if held.answer is not None and held.answer.step_number == number else number
 
-    def _step(self, held: _Held, number: int, details: StepDetails, step_id: str = "") -> RunStep:
-        run = held.run
-        return RunStep(
-            id=step_id or ids.sequential_id(ids.STEP, number),
-            created_at=ids.unix_seconds(),
-            run_id=run.id,
-            assistant_id=run.assistant_id,
-            thread_id=run.thread_id,
-            type=details.type,
-            step_details=details,
-        )
-
     def _open_message(self, held: _Held) -> Iterator[Event]:
         """A message_creation step and its message, in progress, empty."""
         run = held.run
         number = next_message(self._thread(held))  # no other message comes while the run locks the thread
         message_id = ids.sequential_id(ids.MESSAGE, number)
         step_number = self._step_number(held)
-        step = self._step(
-            held, step_number, MessageCreationDetails(message_creation=MessageCreation(message_id=message_id))
-        )
+        creation = MessageCreationDetails(message_creation=MessageCreation(message_id=message_id))
+        step = new_step(run, step_number, creation)
         step_id = step.id
         message = Message(
             id=message_id,
@@ -487,8 +369,8 @@ class Executor:
 
         def extra(batch: Batch) -> None:
             batch.add(held.runs.lock(self._thread(held), run.id, number + 1))
-            batch.insert(held.runs.steps(run.id), step_id, _json(step))
-            batch.insert(held.runs.messages, message_id, _json(message), group=run.id)
+            batch.insert(held.runs.steps(run.id), step_id, document(step))
+            batch.insert(held.runs.messages, message_id, document(message), group=run.id)
 
         self._write(held, change, extra)
         held.thread = None  # its version moved on
@@ -518,7 +400,7 @@ class Executor:
             reason = "content_filter" if answer.reason == "content_filter" else "max_tokens"
         # A cut answer's tool calls may have cut arguments: never asked for, stored without them.
         asks = bool(calls) and not cut
-        written = _Written(answer, reason, Usage() if calls else usage, calls_cut=not asks)
+        written = Written(answer, reason, Usage() if calls else usage, calls_cut=not asks)
         # Cut with nothing written, the run has nothing to show for it, and ends saying why.
         if answer.reason == "length" and (budget_spent or not wrote):
             yield from self._end(
@@ -532,26 +414,13 @@ class Executor:
         else:
             yield from self._end(held, "completed", written=written, charge=charge)
 
-    def _open_parts(self, held: _Held) -> tuple[Record | None, Record | None]:
-        """The run's open step and open message, as stored, for a write that closes them."""
-        execution = held.state.execution
-        step = (
-            held.runs.steps(held.run.id).get(execution.open_step, for_write=True)
-            if execution.open_step
-            else None
-        )
-        message = (
-            held.runs.messages.get(execution.open_message, for_write=True) if execution.open_message else None
-        )
-        return step, message
-
     def _take_calls(
         self,
         held: _Held,
         answer: Answer,
         usage: Usage,
         charge: Callable[[StoredRun], None],
-        written: _Written,
+        written: Written,
     ) -> Iterator[Event]:
         """The message written before the calls, if one was, finished and the tool_calls step
         shown while the calls streamed stored, in one write: with requires_action if the calls
@@ -559,10 +428,10 @@ class Executor:
         number = answer.step_number
         assert number is not None
         calls = answer.calls()
-        step = self._step(held, number, ToolCallsDetails(tool_calls=calls), answer.step_id)
+        step = new_step(held.run, number, ToolCallsDetails(tool_calls=calls), answer.step_id)
         functions = [c for c in calls if isinstance(c, FunctionToolCall)]
         builtin = len(functions) < len(calls)
-        closing = _Closing()
+        closed = Closing()
 
         def change(state: StoredRun) -> None:
             charge(state)
@@ -574,14 +443,14 @@ class Executor:
                 _ask_for(state, functions, usage)
 
         def extra(batch: Batch) -> None:
-            nonlocal closing
-            closing = self._closing(held, written, "completed")  # read again for a write redone
-            closing.write(batch)
-            batch.insert(held.runs.steps(held.run.id), step.id, _json(step))
+            nonlocal closed
+            closed = Closing.of(held.runs, held.state, written, "completed")  # read again for a write redone
+            closed.write(batch)
+            batch.insert(held.runs.steps(held.run.id), step.id, document(step))
 
         self._write(held, change, extra)
         held.answer = None  # its calls are stored: an end from now on closes their step
-        yield from closing.events
+        yield from closed.events
         if builtin:
             yield from self._execute(held, step, number, usage)
         else:
@@ -628,7 +497,7 @@ class Executor:
             record = steps.get(step.id, for_write=True)  # read again for a write redone
             if record is None:
                 raise RunGone()
-            batch.replace(steps, step.id, record, _json(step))
+            batch.replace(steps, step.id, record, document(step))
 
         self._write(held, change, extra)
         if functions:
@@ -642,22 +511,24 @@ class Executor:
     def _end(
         self,
         held: _Held,
-        status: _Status,
+        status: Ending,
         error: LastError | None = None,
         reason: Literal["max_completion_tokens", "max_prompt_tokens"] | None = None,
-        written: _Written | None = None,
+        written: Written | None = None,
         charge: Callable[[StoredRun], None] | None = None,
     ) -> Iterator[Event]:
         """The run's end: its open step and message closed (with the answer `written` into the
         message, if any; else as the end leaves them), the lock released, all in one write;
         then their events and the run's."""
         now = ids.unix_seconds()
-        closing = _Closing()
+        closed = Closing()
 
         def extra(batch: Batch) -> None:
-            nonlocal closing
-            closing = self._closing(held, written, status, error)  # read again for a write redone
-            closing.write(batch)
+            nonlocal closed
+            closed = Closing.of(
+                held.runs, held.state, written, status, error
+            )  # read again for a write redone
+            closed.write(batch)
             batch.add(held.runs.unlock())
 
         def change(state: StoredRun) -> None:
@@ -680,49 +551,8 @@ class Executor:
         self._write(held, change, extra)
         # Best effort, and nobody waits for it: the sweeper drops an ended run's row it finds.
         beside(self._store.active_runs().remove, held.run.id).add_done_callback(_logged)
-        yield from closing.events
+        yield from closed.events
         yield Event(f"thread.run.{status}", held.run)
-
-    def _closing(
-        self, held: _Held, written: _Written | None, status: _Status, error: LastError | None = None
-    ) -> _Closing:
-        """The writes and events that close the run's open step and message, as stored now:
-        the message finished with the answer `written` into it, or left incomplete by the run's
-        end (`status`) with what was written so far; and a tool_calls step that was only shown,
-        stored with the calls cut short."""
-        now = ids.unix_seconds()
-        execution, runs = held.state.execution, held.runs
-        step_record, message_record = self._open_parts(held)
-        closing = _Closing()
-        by_itself = written is not None and written.reason not in _MESSAGE_ENDS.values()
-        if message_record is not None and execution.open_message:
-            message = Message.model_validate_json(message_record.document)
-            if written is not None and written.answer.text:
-                text = Text(value=written.answer.text, annotations=written.answer.annotations)
-                kept = [p for p in message.content if not isinstance(p, TextContentBlock)]
-                message.content = [*kept, TextContentBlock(type="text", text=text)]
-            if written is not None and written.reason is None:
-                message.status, message.completed_at = "completed", now
-            else:
-                message.status, message.incomplete_at = "incomplete", now
-                incomplete = written.reason if written is not None else _MESSAGE_ENDS.get(status)
-                message.incomplete_details = {"reason": incomplete or "max_tokens"}
-            closing.add(runs.messages, execution.open_message, message_record, message)
-            closing.events.append(Event(f"thread.message.{message.status}", message))
-        if step_record is not None and execution.open_step:
-            step = RunStep.model_validate_json(step_record.document)
-            if written is not None:
-                step.usage = written.usage
-            _step_ended(step, "completed" if by_itself else status, now, error, otherwise="completed")
-            closing.add(runs.steps(held.run.id), execution.open_step, step_record, step)
-            closing.events.append(Event(f"thread.run.step.{step.status}", step))
-        if written is not None and written.cut_step is not None:
-            details = ToolCallsDetails(tool_calls=written.answer.calls(cut=True))
-            step = self._step(held, written.cut_step, details, written.answer.step_id)
-            _step_ended(step, status, now, error, otherwise="cancelled")
-            closing.add(runs.steps(held.run.id), step.id, None, step)
-            closing.events.append(Event(f"thread.run.step.{step.status}", step))
-        return closing
 
     def follow(self, thread_id: str, run_id: str) -> Iterator[Event]:
         """The run's next stop (an end, or requires_action) as another executor reaches it."""
@@ -811,7 +641,7 @@ class Executor:
         self._write(
             held,
             change,
-            lambda b: b.replace(held.runs.steps(run_id), step_id, step_record, _json(step)),
+            lambda b: b.replace(held.runs.steps(run_id), step_id, step_record, document(step)),
             retry=False,
         )
         return [Event("thread.run.step.completed", step), Event("thread.run.queued", held.run)]
@@ -869,7 +699,7 @@ class Executor:
             state = held.state.model_copy(deep=True)
             change(state)
             batch = Batch(held.runs.partition)
-            batch.replace(held.runs.runs, held.run.id, held.record, _json(state))
+            batch.replace(held.runs.runs, held.run.id, held.record, document(state))
             if extra is not None:
                 extra(batch)
             try:
@@ -924,14 +754,3 @@ def _logged(done: Future[None]) -> None:
 def _started(step: RunStep) -> Iterator[Event]:
     yield Event("thread.run.step.created", step)
     yield Event("thread.run.step.in_progress", step)
-
-
-def _step_ended(
-    step: RunStep, status: _Status, now: int, error: LastError | None, otherwise: StepStatus
-) -> None:
-    """The step ended as the run did (`status`) where the run's end cut it short, else `otherwise`."""
-    step.status = _STEP_ENDS.get(status, otherwise)
-    setattr(step, f"{step.status}_at", now)
-    if step.status == "failed" and error is not None:  # a step's codes lack invalid_prompt
-        code = "server_error" if error.code == "invalid_prompt" else error.code
-        step.last_error = StepError(code=code, message=error.message)

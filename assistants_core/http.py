@@ -43,8 +43,8 @@ from .errors import (
     Unauthorized,
     UnsupportedApiVersion,
 )
-from .executor import EventStream
 from .files import Download
+from .run_state import EventStream
 from .service import Service
 from .settings import Settings
 from .storage import StorageUnavailable, Store

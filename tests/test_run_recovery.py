@@ -16,8 +16,9 @@ import pytest
 
 from assistants_core import executor
 from assistants_core.backend import ModelBackend
+from assistants_core.closing import Closing
 from assistants_core.errors import NotFound
-from assistants_core.executor import LOST, Execution, StoredRun
+from assistants_core.executor import LOST
 from assistants_core.models import (
     CreateAssistantRequest,
     CreateMessageRequest,
@@ -26,6 +27,7 @@ from assistants_core.models import (
 )
 from assistants_core.models.run import CreateRunRequest, Run
 from assistants_core.pagination import ListQuery
+from assistants_core.run_state import Execution, StoredRun
 from assistants_core.service import Service
 from assistants_core.storage import ActiveRuns, Batch, StorageUnavailable, Store
 from assistants_core.storage.threads import THREAD
@@ -322,18 +324,18 @@ def test_a_reply_changed_as_its_answer_ends_is_closed_with_the_change_kept(
     svc, worker = service
     model.respond_with(text("Done."))
     thread_id, run_id = started_run(svc)
-    closing = executor.Executor._closing
+    closing = Closing.of
     changed: list[str] = []
 
-    def read_then_changed(self: executor.Executor, held: Any, *args: Any) -> Any:
-        parts = closing(self, held, *args)
-        message_id = held.state.execution.open_message
+    def read_then_changed(cls: type[Closing], runs: Any, state: StoredRun, *args: Any) -> Closing:
+        parts = closing(runs, state, *args)
+        message_id = state.execution.open_message
         if message_id and not changed:
             changed.append(message_id)
             svc.modify_message(thread_id, message_id, ModifyMessageRequest.parse({"metadata": {"k": "v"}}))
         return parts
 
-    monkeypatch.setattr(executor.Executor, "_closing", read_then_changed)
+    monkeypatch.setattr(Closing, "of", classmethod(read_then_changed))
     executing = threading.Thread(target=worker.execute, args=(message(thread_id, run_id), 1), daemon=True)
     executing.start()
     executing.join(timeout=30)
