@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import ids
 from .beside import beside
 from .documents import NewThread, document, optimistically
 from .errors import ApiError, InvalidRequest, NotFound
-from .executor import STREAM_ENDS, Event, EventStream, Executor, RunGone, StoredRun, stored
+from .executor import Executor
 from .models import Assistant, CreateThreadRequest
+from .models.message import Attachment
 from .models.run import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -32,6 +33,7 @@ from .models.run import (
 )
 from .models.tools import FunctionTool, ResponseFormatJsonSchema
 from .pagination import ListPage, ListQuery
+from .run_state import STREAM_ENDS, Event, EventStream, RunGone, StoredRun, stored
 from .settings import MODEL_BASE_URL
 from .storage import (
     Batch,
@@ -46,8 +48,18 @@ from .storage import (
 from .storage.queue import RunQueue
 from .tools import Toolbox
 
-if TYPE_CHECKING:
-    from .service import Service
+
+class Owners(Protocol):
+    """What runs need of the service that owns assistants and threads (the service itself)."""
+
+    def thread_record(self, thread_id: str) -> Record: ...
+
+    def retrieve_assistant(self, assistant_id: str) -> Assistant: ...
+
+    def attach_to_thread(self, thread_id: str, attachments: list[Attachment]) -> None: ...
+
+    def new_thread_resources(self, request: CreateThreadRequest, within: str = "") -> None: ...
+
 
 log = logging.getLogger("assistants.runs")
 
@@ -55,7 +67,7 @@ POLL_AFTER_MS = 250  # what `openai-poll-after-ms` advises while a run is under 
 
 
 class Runs:
-    def __init__(self, store: Store, executor: Executor, service: Service) -> None:
+    def __init__(self, store: Store, executor: Executor, service: Owners) -> None:
         self._store = store
         self._settings = store.settings
         self.executor = executor
