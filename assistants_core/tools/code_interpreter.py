@@ -34,7 +34,7 @@ from ..models.tool_calls import (
     ModelTurn,
 )
 from ..sandbox import Execution, InputFile, Sandbox, SandboxError, session_key
-from . import CallDelta, RunTools, ToolFailure
+from .shape import CallDelta, RunTools, ToolFailure
 
 log = logging.getLogger("assistants.runs")
 

@@ -25,7 +25,7 @@ from ..models.tool_calls import (
     ModelTurn,
 )
 from ..models.tools import FileSearchTool
-from . import CallDelta, RunTools, ToolFailure
+from .shape import CallDelta, RunTools, ToolFailure
 
 FUNCTION = "file_search"
 MAX_QUERIES = 5

@@ -18,7 +18,7 @@ from ..models.run import (
     ToolCallHeaderDelta,
     ToolOutput,
 )
-from . import CallDelta
+from .shape import CallDelta
 
 
 class Function:
