@@ -16,7 +16,7 @@ server (A/B, then B/A), with the same messages, so machine noise falls on both:
 3. 100 simultaneous streamed runs on one dev host against a model that takes 5 s per answer
    (its first word after 0.5 s), begun at one instant, then begun over 4 s (all still open
    together), then the 16 one Flex instance takes at once (perInstanceConcurrency): all
-   complete, the time-to-first-delta overhead, peak memory; beside the 100 at once, Azurite's
+   complete, the time-to-first-delta overhead, peak memory; beside each begun at once, Azurite's
    own floor (the table requests a run makes before its first delta, straight to Azurite);
 4. polled runs per second, clients looping on `create_and_poll` against an instant model;
 5. `create_and_poll` with the poll interval the service could advise (`openai-poll-after-ms`):
@@ -480,7 +480,7 @@ def main() -> None:
             all_completed &= completed
             for row in rows:
                 print(row)
-            if spread == 0 and count == args.streams:
+            if spread == 0:
                 print(azurite_floor(host.storage, count))
         print(f"dev host peak RSS {peak_rss_mb(host.pid):.0f} MiB")
         print("\n4. " + polled_throughput(host, args.seconds))
