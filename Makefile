@@ -60,12 +60,13 @@ load: setup
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 # Latency against the storage floor, round trips, growth, cold start, memory: one table; then
-# 200 concurrent clients against one dev host, with the event loop's lag (CONCURRENCY_ARGS);
-# then what a run costs over the model it calls, streams at once, polled runs (RUNS_ARGS); then
-# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then
-# the code sandbox: first output cold and warm against a bare kernel, memory, sessions (SANDBOX_ARGS).
-# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); then vector
-# stores: search latency as a store grows, ingestion against its floor, retrieval quality (SEARCH_ARGS).
+# 200 concurrent clients against one dev host, with the event loop's lag (CONCURRENCY_ARGS); then
+# what a run costs over the model it calls, streams at once, polled runs, CPU per run (RUNS_ARGS);
+# files: throughput against the blob floor, storage requests per upload, memory (FILES_ARGS); the
+# code sandbox: first output cold and warm against a bare kernel, memory, sessions (SANDBOX_ARGS);
+# vector stores: search latency as a store grows, ingestion against its floor, retrieval quality
+# (SEARCH_ARGS, VECTOR_STORES_ARGS); file_search runs against their floor, small and 10k-chunk
+# stores (FILE_SEARCH_ARGS="--large 100000" for the 100k-chunk one).
 bench: setup
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
