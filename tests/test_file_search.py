@@ -7,15 +7,20 @@ step and its results, the citation annotations (streamed and stored), the stores
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
+from tests.documents import pdf
 from tests.model_server import ModelServer, error, hang, searching
 from tests.support import API_KEYS, ROOT, DevHost, in_process_store, wait_until
 
@@ -236,6 +241,25 @@ def test_the_citations_loop_of_openais_guide(client: OpenAI, searcher: ModelServ
             cited_file = client.files.retrieve(file_citation.file_id)
             citations.append(f"[{index}] {cited_file.filename}")
     assert message_content.value.endswith("[0].") and citations == ["[0] tides.txt"]
+
+
+def test_the_readmes_file_search_example_runs_as_written(
+    client: OpenAI, searcher: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## File search") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    handbook = ["Leave", "Employees take 25 days of leave each year, booked with their manager."]
+    (tmp_path / "handbook.pdf").write_bytes(pdf(["\n".join(handbook)]))
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "readme", "client": client})
+    assert printed.getvalue().splitlines() == [
+        "[0] handbook.pdf",
+        "According to the files, Leave [0].",
+    ]
 
 
 def test_the_pinned_python_sdk_streams_a_search(
