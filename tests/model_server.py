@@ -380,6 +380,22 @@ def searching(body: Mapping[str, Any]) -> Reply | None:
     return None
 
 
+CODE_PREFIX = "run:"
+
+
+def coder(body: Mapping[str, Any]) -> Reply | None:
+    """A responder offered code_interpreter's function (`python`): a user message `run:<code>` is
+    run as is; given the output, it answers quoting it."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return text(f"The output was: {last['content']}")
+    offered = any((t.get("function") or {}).get("name") == "python" for t in body.get("tools") or [])
+    content = last.get("content")
+    if offered and last["role"] == "user" and isinstance(content, str) and content.startswith(CODE_PREFIX):
+        return tool_calls(call("python", {"code": content[len(CODE_PREFIX) :]}))
+    return None
+
+
 def _as_reply(value: Reply | str) -> Reply:
     return text(value) if isinstance(value, str) else value
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from openai import AssistantEventHandler, BadRequestError, OpenAI
 
-from tests.model_server import ModelServer, Reply, call, text, tool_calls
+from tests.model_server import CODE_PREFIX, ModelServer, coder
 from tests.support import (
     API_KEYS,
     ROOT,
@@ -28,21 +28,7 @@ from tests.support import (
     text_of,
 )
 
-CODE_PREFIX = "run:"
 SDK_1_58 = str(ROOT / ".venv-openai-1.58" / "bin" / "python")
-
-
-def coder(body: dict[str, Any]) -> Reply | None:
-    """As a model offered `python`: a user message `run:<code>` is run as is; given the output,
-    it answers quoting it (and links the files the output names)."""
-    last = body["messages"][-1]
-    if last["role"] == "tool":
-        return text(f"The output was: {last['content']}")
-    offered = any((t.get("function") or {}).get("name") == "python" for t in body.get("tools") or [])
-    content = last.get("content")
-    if offered and last["role"] == "user" and isinstance(content, str) and content.startswith(CODE_PREFIX):
-        return tool_calls(call("python", {"code": content[len(CODE_PREFIX) :]}))
-    return None
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from azure.ai.agents.models import (
     AzureFunctionStorageQueue,
     AzureFunctionTool,
     BingGroundingTool,
+    CodeInterpreterTool,
     ConnectedAgentTool,
     FilePurpose,
     FileSearchTool,
@@ -58,6 +59,12 @@ from azure.ai.agents.models import (
     ResponseFormatJsonSchemaType,
     RunAdditionalFieldList,
     RunStatus,
+    RunStep,
+    RunStepCodeInterpreterImageOutput,
+    RunStepCodeInterpreterLogOutput,
+    RunStepCodeInterpreterToolCall,
+    RunStepFileSearchToolCall,
+    RunStepToolCallDetails,
     SubmitToolOutputsAction,
     ThreadMessageOptions,
     ThreadRun,
@@ -66,6 +73,8 @@ from azure.ai.agents.models import (
     VectorStoreConfiguration,
     VectorStoreConfigurations,
     VectorStoreDataSource,
+    VectorStoreDataSourceAssetType,
+    VectorStoreStatus,
 )
 from azure.core.credentials import AccessToken, AzureKeyCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
@@ -74,7 +83,7 @@ from azure.core.pipeline.policies import AzureKeyCredentialPolicy
 
 from assistants_core.files import LIST_LIMIT
 from assistants_core.pagination import ListQuery, Order
-from tests.model_server import ModelServer, call, text, tool_calls
+from tests.model_server import CODE_PREFIX, ModelServer, call, coder, searching, text, tool_calls
 from tests.support import API_KEYS, Azurite, DevHost, StorageMeter, assert_error, in_process_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -871,8 +880,7 @@ def test_image_files_and_attachments_in_messages(agents: AgentsClient, model: Mo
     by_run = list(agents.messages.list(thread_id=thread.id, run_id=run.id))
     assert [(m.run_id, m.text_messages[0].text.value) for m in by_run] == [(run.id, "A dot.")]
 
-    # Attachments are stored and returned as sent (runs over them wait for file_search and
-    # code_interpreter).
+    # Attachments are stored and returned as sent (a file_search one also joins the thread's store).
     with_attachment = agents.messages.create(
         thread_id=thread.id,
         role="user",
@@ -1094,3 +1102,262 @@ def test_run_overrides_the_sdk_sends_reach_the_model(agents: AgentsClient, model
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["name"] == "place"
     agents.runs.cancel(thread_id=thread.id, run_id=run.id)
+
+
+# --- vector stores, file search, code interpreter ------------------------------------------------
+
+FACTS = {
+    "tides.txt": b"Ocean tides are caused by the gravitational pull of the moon on the oceans.",
+    "bees.txt": b"Honey bees tell each other where flowers are with a waggle dance in the hive.",
+    "lava.md": b"# Volcanoes\nMagma rises through the crust and erupts as lava from a vent.",
+}
+# Seconds between the SDK's polls: typed int on its runs, float on its vector stores; it sleeps either.
+POLL: Any = 0.2
+AZURE_ASSET = VectorStoreDataSource(
+    asset_identifier="azureml://x", asset_type=VectorStoreDataSourceAssetType.URI_ASSET
+)
+
+
+class StepRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[RunStep] = []
+
+    def on_run_step(self, step: RunStep) -> None:
+        self.steps.append(step)
+
+
+def upload_facts(client: AgentsClient, *names: str) -> dict[str, str]:
+    return {
+        name: client.files.upload_and_poll(file=(name, FACTS[name]), purpose=FilePurpose.AGENTS).id
+        for name in names
+    }
+
+
+def tool_call_of(client: AgentsClient, run: ThreadRun, **include: Any) -> Any:
+    steps = list(client.run_steps.list(thread_id=run.thread_id, run_id=run.id, order=ListSortOrder.ASCENDING))
+    assert [s.type for s in steps] == ["tool_calls", "message_creation"]
+    step = client.run_steps.get(thread_id=run.thread_id, run_id=run.id, step_id=steps[0].id, **include)
+    assert isinstance(step.step_details, RunStepToolCallDetails)
+    (tool_call,) = step.step_details.tool_calls
+    return tool_call
+
+
+def test_vector_stores_their_files_and_batches(agents: AgentsClient) -> None:
+    files = upload_facts(agents, *FACTS)
+    store = agents.vector_stores.create_and_poll(
+        file_ids=[files["tides.txt"]], name="facts", metadata={"k": "v"}, polling_interval=POLL, timeout=60
+    )
+    assert (store.status, store.name, store.metadata) == (VectorStoreStatus.COMPLETED, "facts", {"k": "v"})
+    assert store.file_counts.completed == 1
+    attached = agents.vector_store_files.create_and_poll(
+        vector_store_id=store.id, file_id=files["bees.txt"], polling_interval=POLL, timeout=60
+    )
+    assert (attached.id, attached.status) == (files["bees.txt"], "completed")
+    batch = agents.vector_store_file_batches.create_and_poll(
+        vector_store_id=store.id, file_ids=[files["lava.md"]], polling_interval=POLL, timeout=60
+    )
+    assert (batch.status, batch.file_counts.completed) == ("completed", 1)
+    in_batch = agents.vector_store_file_batches.list_files(vector_store_id=store.id, batch_id=batch.id)
+    assert [f.id for f in in_batch] == [files["lava.md"]]
+    # The SDK pages on last_id: each list ends, and holds every file once.
+    assert sorted(f.id for f in agents.vector_store_files.list(vector_store_id=store.id, limit=1)) == sorted(
+        files.values()
+    )
+    assert store.id in [s.id for s in agents.vector_stores.list(limit=1)]
+    renamed = agents.vector_stores.modify(store.id, name="renamed")
+    assert agents.vector_stores.get(store.id).name == renamed.name == "renamed"
+    agents.vector_store_files.delete(vector_store_id=store.id, file_id=files["bees.txt"])
+    assert agents.vector_stores.get(store.id).file_counts.total == 2
+    agents.vector_stores.delete(store.id)
+    with pytest.raises(HttpResponseError) as gone:
+        agents.vector_stores.get(store.id)
+    assert gone.value.status_code == 404
+
+
+def test_vector_stores_from_azure_data_sources_are_refused(agents: AgentsClient) -> None:
+    def refused(call: Any, field: str) -> None:
+        with pytest.raises(HttpResponseError) as error:
+            call()
+        assert error.value.status_code == 400
+        assert error.value.error is not None and error.value.error.code == "unsupported_parameter"
+        assert f"'{field}'" in str(error.value.message) and "does not serve" in str(error.value.message)
+
+    before = {s.id for s in agents.vector_stores.list()}
+    refused(lambda: agents.vector_stores.create_and_poll(data_sources=[AZURE_ASSET]), "configuration")
+    assert {s.id for s in agents.vector_stores.list()} == before  # nothing half-made
+    store = agents.vector_stores.create_and_poll(name="empty", polling_interval=POLL)
+    refused(
+        lambda: agents.vector_store_files.create(vector_store_id=store.id, data_source=AZURE_ASSET),
+        "data_source",
+    )
+    refused(
+        lambda: agents.vector_store_file_batches.create(vector_store_id=store.id, data_sources=[AZURE_ASSET]),
+        "data_sources",
+    )
+    assert agents.vector_stores.get(store.id).file_counts.total == 0
+
+
+def test_vector_store_data_sources_are_refused_over_http(http: httpx.Client) -> None:
+    v1 = {"api-version": "v1"}
+    source = AZURE_ASSET.as_dict()
+    created = http.post("/vector_stores", params=v1, json={"configuration": {"data_sources": [source]}})
+    assert_not_served(created, "configuration", "configuration")
+    store = http.post("/vector_stores", params=v1, json={}).json()
+    files = f"/vector_stores/{store['id']}/files"
+    assert_not_served(http.post(files, params=v1, json={"data_source": source}), "data_source", "data_source")
+    batches = f"/vector_stores/{store['id']}/file_batches"
+    refused = http.post(batches, params=v1, json={"data_sources": [source]})
+    assert_not_served(refused, "data_sources", "data_sources")
+    assert http.get(files, params=v1).json()["data"] == []
+
+
+def test_file_search_runs_cite_the_files(agents: AgentsClient, model: ModelServer) -> None:
+    model.respond_with(searching)
+    files = upload_facts(agents, "tides.txt", "bees.txt")
+    store = agents.vector_stores.create_and_poll(
+        file_ids=list(files.values()), polling_interval=POLL, timeout=60
+    )
+    search = FileSearchTool(vector_store_ids=[store.id])
+    agent = agents.create_agent(
+        model="gpt-test", tools=search.definitions, tool_resources=search.resources, instructions="Cite."
+    )
+    assert agent.as_dict()["tool_resources"] == {"file_search": {"vector_store_ids": [store.id]}}
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content="moon and tides?")])
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id, polling_interval=POLL)
+    assert run.status == RunStatus.COMPLETED, run.last_error
+    tool_call = tool_call_of(agents, run, include=[RunAdditionalFieldList.FILE_SEARCH_CONTENTS])
+    assert isinstance(tool_call, RunStepFileSearchToolCall)
+    results = tool_call.file_search.results
+    assert (results[0].file_id, results[0].file_name) == (files["tides.txt"], "tides.txt")
+    assert results[0].content is not None and results[0].content[0].text == FACTS["tides.txt"].decode()
+
+    reply = agents.messages.get_last_message_by_role(thread_id=thread.id, role=MessageRole.AGENT)
+    assert reply is not None and reply.text_messages[0].text.value.startswith("According to the files, Ocean")
+    (citation,) = reply.file_citation_annotations
+    assert citation.file_citation.file_id == files["tides.txt"]
+    assert citation.text.endswith("†tides.txt】")
+    assert agents.files.get(citation.file_citation.file_id).filename == "tides.txt"
+
+    # A file attached to a message joins the thread's store, made for it, and the run searches it.
+    lava = upload_facts(agents, "lava.md")["lava.md"]
+    agents.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content="magma and lava",
+        attachments=[MessageAttachment(file_id=lava, tools=FileSearchTool().definitions)],
+    )
+    (thread_store,) = agents.threads.get(thread.id).as_dict()["tool_resources"]["file_search"][
+        "vector_store_ids"
+    ]
+    assert thread_store != store.id
+    streamed = StepRecorder()
+    with agents.runs.stream(thread_id=thread.id, agent_id=agent.id, event_handler=streamed) as stream:
+        stream.until_done()
+    assert streamed.statuses[-1] == "RunStatus.COMPLETED"
+    (searched,) = [
+        s.step_details.tool_calls[0]
+        for s in streamed.steps
+        if s.status == "completed" and isinstance(s.step_details, RunStepToolCallDetails)
+    ]
+    assert isinstance(searched, RunStepFileSearchToolCall)
+    assert searched.file_search.results[0].file_id == lava
+    last = agents.messages.get_last_message_by_role(thread_id=thread.id, role=MessageRole.AGENT)
+    assert last is not None and "".join(streamed.deltas) == last.text_messages[0].text.value
+    assert [c.file_citation.file_id for c in last.file_citation_annotations] == [lava]
+
+
+def test_code_interpreter_runs_code_on_the_files_given(
+    agents: AgentsClient, model: ModelServer, tmp_path: Path
+) -> None:
+    model.respond_with(coder)
+    data = agents.files.upload_and_poll(file=("numbers.csv", b"n\n1\n2\n3\n"), purpose=FilePurpose.AGENTS)
+    interpreter = CodeInterpreterTool(file_ids=[data.id])
+    agent = agents.create_agent(
+        model="gpt-test", tools=interpreter.definitions, tool_resources=interpreter.resources
+    )
+    assert agent.as_dict()["tool_resources"] == {"code_interpreter": {"file_ids": [data.id]}}
+    code = (
+        "import pandas as pd, matplotlib.pyplot as plt\n"
+        "frame = pd.read_csv('/mnt/data/numbers.csv')\n"
+        "print(frame.n.sum())\n"
+        "frame.plot(); plt.show()"
+    )
+    thread = agents.threads.create(messages=[ThreadMessageOptions(role="user", content=CODE_PREFIX + code)])
+    run = agents.runs.create_and_process(thread_id=thread.id, agent_id=agent.id, polling_interval=POLL)
+    assert run.status == RunStatus.COMPLETED, run.last_error
+    tool_call = tool_call_of(agents, run)
+    assert isinstance(tool_call, RunStepCodeInterpreterToolCall)
+    assert tool_call.code_interpreter.input == code
+    logs, image = tool_call.code_interpreter.outputs
+    assert isinstance(logs, RunStepCodeInterpreterLogOutput) and logs.logs == "6\n"
+    assert isinstance(image, RunStepCodeInterpreterImageOutput)
+
+    reply = agents.messages.get_last_message_by_role(thread_id=thread.id, role=MessageRole.AGENT)
+    assert reply is not None and reply.text_messages[0].text.value.startswith("The output was: 6")
+    (shown,) = reply.image_contents
+    assert shown.image_file.file_id == image.image.file_id
+    agents.files.save(file_id=shown.image_file.file_id, file_name="plot.png", target_dir=tmp_path)
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_built_in_tools_through_the_async_client(devhost: DevHost, model: ModelServer) -> None:
+    def responder(body: dict[str, Any]) -> Any:
+        messages = body["messages"]
+        if messages[-1]["role"] == "tool":  # answer as the tool that was called
+            called = messages[-2]["tool_calls"][0]["function"]["name"]
+            return coder(body) if called == "python" else searching(body)
+        return coder(body) or searching(body)
+
+    model.respond_with(responder)
+
+    async def scenario() -> None:
+        async with async_agents(devhost) as client:
+            file = await client.files.upload_and_poll(
+                file=("bees.txt", FACTS["bees.txt"]), purpose="assistants"
+            )
+            store = await client.vector_stores.create_and_poll(
+                file_ids=[file.id], polling_interval=POLL, timeout=60
+            )
+            assert store.status == VectorStoreStatus.COMPLETED
+            more = await client.files.upload_and_poll(
+                file=("lava.md", FACTS["lava.md"]), purpose="assistants"
+            )
+            batch = await client.vector_store_file_batches.create_and_poll(
+                vector_store_id=store.id, file_ids=[more.id], polling_interval=POLL, timeout=60
+            )
+            assert batch.file_counts.completed == 1
+            listed = [f.id async for f in client.vector_store_files.list(vector_store_id=store.id, limit=1)]
+            assert sorted(listed) == sorted([file.id, more.id])
+
+            toolset = AsyncToolSet()
+            toolset.add(FileSearchTool(vector_store_ids=[store.id]))
+            toolset.add(CodeInterpreterTool())
+            agent = await client.create_agent(model="gpt-test", toolset=toolset)
+            thread = await client.threads.create(
+                messages=[ThreadMessageOptions(role="user", content="how do bees dance?")]
+            )
+            run = await client.runs.create_and_process(
+                thread_id=thread.id, agent_id=agent.id, polling_interval=POLL
+            )
+            assert run.status == RunStatus.COMPLETED, run.last_error
+            reply = await client.messages.get_last_message_by_role(
+                thread_id=thread.id, role=MessageRole.AGENT
+            )
+            assert reply is not None
+            assert [c.file_citation.file_id for c in reply.file_citation_annotations] == [file.id]
+
+            await client.messages.create(
+                thread_id=thread.id, role="user", content=CODE_PREFIX + "print(2 ** 10)"
+            )
+            recorder = AsyncRecorder()
+            async with await client.runs.stream(
+                thread_id=thread.id, agent_id=agent.id, event_handler=recorder
+            ) as stream:
+                await stream.until_done()
+            assert recorder.statuses[-1] == "RunStatus.COMPLETED"
+            assert "".join(recorder.deltas).startswith("The output was: 1024")
+            await client.vector_stores.delete(store.id)
+            await client.delete_agent(agent.id)
+
+    asyncio.run(scenario())

@@ -17,6 +17,7 @@ from .base import (
     by_type_among,
     check_pairs,
 )
+from .tools import FoundryOnly
 
 MIN_CHUNK_TOKENS = 100
 MAX_CHUNK_TOKENS = 4096
@@ -230,6 +231,7 @@ class SearchResultsPage(WireModel):
 
 
 class CreateVectorStoreRequest(RequestModel):
+    configuration: FoundryOnly = None  # Foundry's stores built from Azure data assets
     name: str | None = None
     file_ids: Annotated[list[str], Field(max_length=MAX_FILE_IDS)] | None = None
     expires_after: StoreExpiresAfter | None = None
@@ -244,6 +246,7 @@ class ModifyVectorStoreRequest(RequestModel):
 
 
 class AttachFileRequest(RequestModel):
+    data_source: FoundryOnly = None  # ahead of file_id: Foundry sends this instead of one
     file_id: str
     chunking_strategy: ChunkingStrategyParam | None = None
     attributes: Attributes = None
@@ -260,6 +263,7 @@ class BatchFile(RequestModel):
 
 
 class CreateBatchRequest(RequestModel):
+    data_sources: FoundryOnly = None
     file_ids: Annotated[list[str], Field(max_length=MAX_FILE_IDS)] | None = None
     files: Annotated[list[BatchFile], Field(max_length=MAX_FILE_IDS)] | None = None
     chunking_strategy: ChunkingStrategyParam | None = None
