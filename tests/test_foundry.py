@@ -491,6 +491,15 @@ class AsyncRecorder(AsyncAgentEventHandler[None]):
         self.statuses.append(str(run.status))
 
 
+async def stream_run(client: AsyncAgentsClient, thread_id: str, agent_id: str) -> AsyncRecorder:
+    recorder = AsyncRecorder()
+    async with await client.runs.stream(
+        thread_id=thread_id, agent_id=agent_id, event_handler=recorder
+    ) as stream:
+        await stream.until_done()
+    return recorder
+
+
 def test_the_async_client(devhost: DevHost, model: ModelServer) -> None:
     async def scenario() -> None:
         async with async_agents(devhost) as client:
@@ -517,11 +526,7 @@ def test_the_async_client(devhost: DevHost, model: ModelServer) -> None:
 
             await client.messages.create(thread_id=thread.id, role="user", content="Again, streamed.")
             model.script(text(["Streamed ", "reply"], delay_before=2.5))  # heartbeats first
-            handler = AsyncRecorder()
-            async with await client.runs.stream(
-                thread_id=thread.id, agent_id=agent.id, event_handler=handler
-            ) as stream:
-                await stream.until_done()
+            handler = await stream_run(client, thread.id, agent.id)
             assert handler.deltas == ["Streamed ", "reply"]
             assert handler.statuses[-1] == "RunStatus.COMPLETED"
 
@@ -1038,11 +1043,7 @@ def test_the_async_client_beyond_the_basics(devhost: DevHost, model: ModelServer
             model.script(
                 tool_calls(call("get_weather_async", {"city": "Turin"})), text(["18 C ", "in Turin."])
             )
-            first = AsyncRecorder()
-            async with await client.runs.stream(
-                thread_id=thread.id, agent_id=agent.id, event_handler=first
-            ) as stream:
-                await stream.until_done()
+            first = await stream_run(client, thread.id, agent.id)
             assert first.statuses[-1] == "RunStatus.REQUIRES_ACTION"
             run = await anext(client.runs.list(thread_id=thread.id))  # the newest
             assert isinstance(run.required_action, SubmitToolOutputsAction)
@@ -1350,11 +1351,7 @@ def test_built_in_tools_through_the_async_client(devhost: DevHost, model: ModelS
             await client.messages.create(
                 thread_id=thread.id, role="user", content=CODE_PREFIX + "print(2 ** 10)"
             )
-            recorder = AsyncRecorder()
-            async with await client.runs.stream(
-                thread_id=thread.id, agent_id=agent.id, event_handler=recorder
-            ) as stream:
-                await stream.until_done()
+            recorder = await stream_run(client, thread.id, agent.id)
             assert recorder.statuses[-1] == "RunStatus.COMPLETED"
             assert "".join(recorder.deltas).startswith("The output was: 1024")
             await client.vector_stores.delete(store.id)
