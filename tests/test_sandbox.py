@@ -290,6 +290,17 @@ def test_a_python_the_sessions_users_cannot_run_is_refused(tmp_path: Path) -> No
     assert refused.unavailable and "does not run in the sandbox" in refused.unavailable
 
 
+def test_a_session_outlives_the_thread_that_started_it(sandbox: LocalSandbox) -> None:
+    """A run's thread ends; the thread's session must not (bwrap's --die-with-parent fires when the
+    thread that started a kernel ends, not its process)."""
+    started = threading.Thread(target=sandbox.execute, args=(key("outlives"), "x = 41"))
+    started.start()
+    started.join()
+    time.sleep(0.5)  # a kernel killed with its thread is gone by now
+    after = sandbox.execute(key("outlives"), "print(x + 1)")
+    assert (after.new_session, after.logs) == (False, "42\n")
+
+
 def test_sessions_all_running_code_refuse_a_new_one_and_an_ended_one_is_not_reused() -> None:
     box = LocalSandbox(SandboxSettings(max_sessions=1))
     try:

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -105,6 +106,10 @@ class LocalSandbox(Sandbox):
         self._root: Path | None = None
         self._created = 0
         self._as_root = os.geteuid() == 0 and not settings.unsafe_local
+        # bwrap's --die-with-parent is the kernel's PR_SET_PDEATHSIG, which fires when the *thread*
+        # that started it ends, not the process: a kernel started on a run's thread would be killed
+        # when that thread ended. Every kernel is started from this one long-lived thread.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawn")
         self._unavailable = self._probe()
 
     # The interface.
@@ -205,6 +210,7 @@ class LocalSandbox(Sandbox):
         if self._root is not None:
             _remove(self._root)
             self._root = None
+        self._spawner.shutdown(wait=False)
 
     def live_sessions(self) -> int:
         with self._lock:
@@ -312,7 +318,8 @@ class LocalSandbox(Sandbox):
         (conn / "kernel.json").write_text(json.dumps({**info, "ip": f"{inside}/k"}))
         log = (entry.directory / "kernel.log").open("wb")
         try:
-            entry.process = subprocess.Popen(
+            entry.process = self._spawner.submit(
+                subprocess.Popen,
                 self._command(entry),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -320,7 +327,7 @@ class LocalSandbox(Sandbox):
                 cwd=entry.data,
                 env=self._environment(entry),
                 start_new_session=True,  # its own process group, killed whole
-            )
+            ).result()
         finally:
             log.close()
         client = BlockingKernelClient()
