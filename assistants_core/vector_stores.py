@@ -482,26 +482,12 @@ class VectorStores:
     def exists(self, store_id: str) -> bool:
         return self._stored(store_id) is not None
 
-    def expired(self, store_ids: Iterable[str]) -> list[str]:
-        """The stores among these that are past their `expires_at`."""
+    def as_of_now(self, store_ids: Iterable[str]) -> dict[str, VectorStore]:
+        """The stores among these that exist, as they are now (one past its expiry `expired`),
+        from one read of each."""
         now = self._now()
-        found = [(store_id, self._stored(store_id)) for store_id in store_ids]
-        return [
-            s for s, stored in found if stored is not None and stored[1].store.as_of(now).status == "expired"
-        ]
-
-    def searchable(self, store_ids: Iterable[str]) -> list[str]:
-        """The stores that exist, have not expired and hold at least one completed file."""
-        now = self._now()
-        found = []
-        for store_id in store_ids:
-            stored = self._stored(store_id)
-            if stored is None:
-                continue
-            store = stored[1].store.as_of(now)
-            if store.status != "expired" and store.file_counts.completed > 0:
-                found.append(store_id)
-        return found
+        found = ((store_id, self._stored(store_id)) for store_id in store_ids)
+        return {store_id: stored[1].store.as_of(now) for store_id, stored in found if stored is not None}
 
     def wait_for_files(self, store_id: str, seconds: float) -> bool:
         """Wait until no file of the store is in progress (True), or `seconds` pass (False)."""

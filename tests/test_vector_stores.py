@@ -483,7 +483,7 @@ def test_what_file_search_calls(devhost: DevHost, model: ModelServer) -> None:
     assert client.vector_stores.retrieve(first).expires_after.days == 7  # type: ignore[union-attr]
     assert client.vector_stores.retrieve(second).expires_after is None
     assert stores.wait_for_files(first, 60) and stores.wait_for_files(second, 60)
-    assert stores.searchable([first, second, missing]) == [first, second]
+    assert list(stores.as_of_now([first, second, missing])) == [first, second]
     assert stores.attach(second, file_ids["orbit.py"]).status == "in_progress"
     assert stores.wait_for_files(second, 60)
     hits = stores.search_for_run([first, second], ["what pulls the ocean tides", "lava from a vent"], 3, 0.0)
@@ -506,7 +506,10 @@ def test_what_file_search_calls(devhost: DevHost, model: ModelServer) -> None:
     with pytest.raises(StoreExpired) as raised:
         stores.search_for_run([first, second], ["tides"], 3, 0.0)
     assert raised.value.store_id == second
-    assert stores.searchable([first, second]) == [first]
+    assert {s: store.status for s, store in stores.as_of_now([first, second]).items()} == {
+        first: "completed",
+        second: "expired",
+    }
 
 
 def test_search_answers_its_queries(http: httpx.Client, client: OpenAI) -> None:

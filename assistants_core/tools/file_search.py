@@ -25,6 +25,7 @@ from ..models.tool_calls import (
     ModelTurn,
 )
 from ..models.tools import FileSearchTool
+from ..models.vector_store import VectorStore
 from .shape import CallDelta, RunTools, ToolFailure
 
 FUNCTION = "file_search"
@@ -79,11 +80,8 @@ class Hit(Protocol):
 class Searcher(Protocol):
     """The vector stores, as file_search uses them."""
 
-    def searchable(self, store_ids: list[str]) -> list[str]:
-        """The stores among these that exist, have not expired and hold a searchable file."""
-
-    def expired(self, store_ids: list[str]) -> list[str]:
-        """The stores among these past their expiry."""
+    def as_of_now(self, store_ids: list[str]) -> dict[str, VectorStore]:
+        """The stores among these that exist, as they are now (one past its expiry `expired`)."""
 
     def wait_for_files(self, store_id: str, seconds: float) -> bool:
         """Until the store has no file in progress, or `seconds` passed."""
@@ -106,16 +104,20 @@ class FileSearch:
         call, the thread's store may take up to WAIT_SECONDS to finish its files (the
         assistant's is searched as it is); a store past its expiry fails the run."""
         run_stores = stores(tools)
-        expired = self._searcher.expired(run_stores)
+        found = self._searcher.as_of_now(run_stores)
+        expired = [store_id for store_id, store in found.items() if store.status == "expired"]
         if expired:
             raise ToolFailure(f"Vector store '{expired[0]}' has expired: it can no longer be searched.")
         thread = tools.thread_resources.file_search if tools.thread_resources else None
-        if tools.first_call and thread is not None:
+        ingesting = [s for s in (thread.vector_store_ids or []) if s in found] if thread else []
+        if tools.first_call and any(found[s].file_counts.in_progress for s in ingesting):
             deadline = time.monotonic() + WAIT_SECONDS
-            for store_id in thread.vector_store_ids or []:
+            for store_id in ingesting:
                 while not self._searcher.wait_for_files(store_id, 1.0) and time.monotonic() < deadline:
                     tools.check()  # a cancel or the deadline ends the wait; the lease is renewed
-        return DEFINITION if self._searcher.searchable(run_stores) else None
+            found = self._searcher.as_of_now(run_stores)
+        searchable = any(s.status != "expired" and s.file_counts.completed > 0 for s in found.values())
+        return DEFINITION if searchable else None
 
     def header(self, index: int, call_id: str, name: str) -> CallDelta:
         return FileSearchCallDelta(index=index, id=call_id)
