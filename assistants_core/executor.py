@@ -140,14 +140,23 @@ class Executor:
     # --- driving ----------------------------------------------------------------------------
 
     def drive(
-        self, thread_id: str, run_id: str, record: Record | None = None, taken: bool = False
+        self,
+        thread_id: str,
+        run_id: str,
+        record: Record | None = None,
+        taken: bool = False,
+        thread: Record | None = None,
     ) -> Iterator[Event]:
         """Take the run if it waits for an executor and run it to its next stop (an end, or
         `requires_action`), yielding its events; nothing if it needs no executor. `record` is
-        the run as its caller just wrote it, if it did (one read less); `taken`, if the caller
-        wrote it already taken (`take`) for this executor to run."""
+        the run as its caller just wrote it, if it did (one read less), and `thread` the thread
+        as that write left it (another); `taken`, if the caller wrote it already taken (`take`)
+        for this executor to run."""
         runs = self._store.threads().runs(thread_id)
-        held = _Held(runs, record, stored(record)) if record is not None else self._load(thread_id, run_id)
+        if record is not None:
+            held: _Held | None = _Held(runs, record, stored(record), thread=thread)
+        else:
+            held = self._load(thread_id, run_id)
         if held is None:
             return
         try:
@@ -229,7 +238,7 @@ class Executor:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
         reads, held.reads = held.reads, None
         if reads is None:
-            reads = conversation.Reads.start(self._store, held.runs, run.thread_id)
+            reads = conversation.Reads.start(self._store, held.runs, run.thread_id, held.thread)
         held.attachments = []
         earlier = conversation.history(held.runs, run.id, reads.newest, held.attachments)
         try:
