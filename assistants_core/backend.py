@@ -44,6 +44,11 @@ log = logging.getLogger("assistants.backend")
 MAX_RETRIES = 2
 MAX_RETRY_AFTER_SECONDS = 10.0
 TIMEOUTS = {"connect": 10.0, "read": 120.0, "write": 30.0, "pool": 10.0}  # seconds
+# After `data: [DONE]` only the end of the response's body is left (in the same packet, as a
+# rule). Read, the connection goes back to the client's pool for the next call; closed unread,
+# the client drops it and the next call connects again (in Azure, with a TLS handshake). A
+# backend that sends more, or holds its body open, is let go after this long.
+DRAIN_SECONDS = 0.5
 AZURE_HOSTS = (".openai.azure.com", ".services.ai.azure.com", ".cognitiveservices.azure.com")
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 GENERIC_ERROR = "Sorry, something went wrong."
@@ -106,6 +111,7 @@ class ModelStream:
     def __init__(self, open_call: Callable[[AsyncExitStack], Awaitable[AsyncIterator[str]]]) -> None:
         # SimpleQueue: the C queue, one lock and no condition objects per hand-over.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._answered = False  # the whole answer handed over: the response is read to its end
         self._call = _MODEL_LOOP.submit(self._pump(open_call))
 
     async def _pump(self, open_call: Callable[[AsyncExitStack], Awaitable[AsyncIterator[str]]]) -> None:
@@ -115,11 +121,16 @@ class ModelStream:
                 async with aclosing(_fragments(lines)) as fragments:
                     async for fragment in fragments:
                         self._queue.put(fragment)
-            self._queue.put(self._END)
+                self._answered = True  # before the end is handed over, so that `close` sees it
+                self._queue.put(self._END)
+                await _drained(lines)
         except asyncio.CancelledError:  # closed: nobody reads on
             raise
         except BaseException as exc:  # handed to the reader, raised on its thread
-            self._queue.put(exc)
+            if self._answered:  # the answer is whole and handed over: nobody waits for more
+                log.debug("closing a model response failed: %s", exc)
+            else:
+                self._queue.put(exc)
 
     def next(self, timeout: float) -> Fragment | None:
         """The next fragment; None if none came within `timeout`. StopIteration at the end."""
@@ -135,8 +146,10 @@ class ModelStream:
         return item
 
     def close(self) -> None:
-        # Cancelling the call's task on the loop closes its response, and with it the connection.
-        self._call.cancel()
+        # Cancelling the call's task on the loop closes its response, and with it the connection;
+        # a whole answer's response is left to be read to its end (bounded: `_drained`).
+        if not self._answered:
+            self._call.cancel()
 
 
 class _ModelLoop:
@@ -299,6 +312,17 @@ def _vectors(response: Any, count: int, dimensions: int | None) -> list[list[flo
     if len(lengths) != 1 or (dimensions is not None and lengths != {dimensions}):
         raise EmbeddingError(f"the embeddings endpoint answered vectors of lengths {sorted(lengths)}")
     return vectors
+
+
+async def _drained(lines: AsyncIterator[str]) -> None:
+    """The rest of a response whose answer is whole read and dropped, within DRAIN_SECONDS, so
+    that its connection is kept for the next call; if it does not end by then, it is closed."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in lines:
+                pass
+    except Exception:  # a timeout or a broken body: closed with the response, as if unread
+        log.debug("a model response did not end after its answer")
 
 
 async def _fragments(lines: AsyncIterator[str]) -> AsyncGenerator[Fragment, None]:

@@ -4,6 +4,7 @@ every write that closes them, so that a cut answer keeps its text whichever end 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -71,18 +72,23 @@ class Closing:
         written: Written | None,
         status: Ending,
         error: LastError | None = None,
+        known: Mapping[str, Record] | None = None,
     ) -> Closing:
-        """The writes and events that close the run's open step and message, read as stored now:
-        the message finished with the answer `written` into it, or left incomplete by the run's
-        end (`status`) with what was written so far; and a tool_calls step that was only shown,
-        stored with the calls cut short."""
+        """The writes and events that close the run's open step and message, read as stored now
+        (or as `known` holds them, by id: as the caller wrote them): the message finished with
+        the answer `written` into it, or left incomplete by the run's end (`status`) with what
+        was written so far; and a tool_calls step that was only shown, stored with the calls
+        cut short."""
         now = ids.unix_seconds()
         run, execution = state.run, state.execution
         steps = runs.steps(run.id)
         closed = cls()
         by_itself = written is not None and written.reason not in MESSAGE_ENDS.values()
+        known = known or {}
         message_record = (
-            runs.messages.get(execution.open_message, for_write=True) if execution.open_message else None
+            known.get(execution.open_message) or runs.messages.get(execution.open_message, for_write=True)
+            if execution.open_message
+            else None
         )
         if message_record is not None and execution.open_message:
             message = Message.model_validate_json(message_record.document)
@@ -98,7 +104,11 @@ class Closing:
                 message.incomplete_details = {"reason": incomplete or "max_tokens"}
             closed.add(runs.messages, execution.open_message, message_record, message)
             closed.events.append(Event(f"thread.message.{message.status}", message))
-        step_record = steps.get(execution.open_step, for_write=True) if execution.open_step else None
+        step_record = (
+            known.get(execution.open_step) or steps.get(execution.open_step, for_write=True)
+            if execution.open_step
+            else None
+        )
         if step_record is not None and execution.open_step:
             step = RunStep.model_validate_json(step_record.document)
             if written is not None:

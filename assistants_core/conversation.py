@@ -29,8 +29,13 @@ class Reads:
     newest: Future[tuple[list[bytes], bool]]
 
     @classmethod
-    def start(cls, store: Store, runs: ThreadRuns, thread_id: str) -> Reads:
-        return cls(beside(store.threads().get, thread_id), beside(_newest_page, runs))
+    def start(cls, store: Store, runs: ThreadRuns, thread_id: str, thread: Record | None = None) -> Reads:
+        """`thread`: the thread's row as the caller knows it to be now, if it does (not read)."""
+        if thread is None:
+            return cls(beside(store.threads().get, thread_id), beside(_newest_page, runs))
+        known: Future[Record | None] = Future()
+        known.set_result(thread)
+        return cls(known, beside(_newest_page, runs))
 
 
 def history(

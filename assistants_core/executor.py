@@ -111,6 +111,9 @@ class _Held:
     answer: Answer | None = None  # of the model call under way, kept for an end that cuts it short
     annotator: Annotator | None = None  # what the run's next answer may refer to of its tools' work
     attachments: list[Attachment] = field(default_factory=list)  # of the messages the model is shown
+    # The open step and message as this executor wrote them: the write that closes them uses
+    # these rather than reading them again (two requests a run); a write redone reads them.
+    opened: dict[str, Record] = field(default_factory=dict)
 
     @property
     def run(self) -> Run:
@@ -137,14 +140,23 @@ class Executor:
     # --- driving ----------------------------------------------------------------------------
 
     def drive(
-        self, thread_id: str, run_id: str, record: Record | None = None, taken: bool = False
+        self,
+        thread_id: str,
+        run_id: str,
+        record: Record | None = None,
+        taken: bool = False,
+        thread: Record | None = None,
     ) -> Iterator[Event]:
         """Take the run if it waits for an executor and run it to its next stop (an end, or
         `requires_action`), yielding its events; nothing if it needs no executor. `record` is
-        the run as its caller just wrote it, if it did (one read less); `taken`, if the caller
-        wrote it already taken (`take`) for this executor to run."""
+        the run as its caller just wrote it, if it did (one read less), and `thread` the thread
+        as that write left it (another); `taken`, if the caller wrote it already taken (`take`)
+        for this executor to run."""
         runs = self._store.threads().runs(thread_id)
-        held = _Held(runs, record, stored(record)) if record is not None else self._load(thread_id, run_id)
+        if record is not None:
+            held: _Held | None = _Held(runs, record, stored(record), thread=thread)
+        else:
+            held = self._load(thread_id, run_id)
         if held is None:
             return
         try:
@@ -226,7 +238,7 @@ class Executor:
             budget = min(budget, run.max_prompt_tokens - execution.prompt_tokens)
         reads, held.reads = held.reads, None
         if reads is None:
-            reads = conversation.Reads.start(self._store, held.runs, run.thread_id)
+            reads = conversation.Reads.start(self._store, held.runs, run.thread_id, held.thread)
         held.attachments = []
         earlier = conversation.history(held.runs, run.id, reads.newest, held.attachments)
         try:
@@ -310,7 +322,7 @@ class Executor:
 
         return keep
 
-    def _through_blips(self, held: _Held, step: Callable[[], None]) -> None:
+    def _through_blips(self, held: _Held, step: Callable[[], object]) -> None:
         """A look for a cancel, or a lease renewal, that storage could not serve: let go while
         the lease still holds, so that a blip of storage does not end a run mid-answer."""
         try:
@@ -372,8 +384,9 @@ class Executor:
             batch.insert(held.runs.steps(run.id), step_id, document(step))
             batch.insert(held.runs.messages, message_id, document(message), group=run.id)
 
-        self._write(held, change, extra)
+        written = self._write(held, change, extra)
         held.thread = None  # its version moved on
+        held.opened = {step_id: written[step_id], message_id: written[message_id]}
         if held.answer is not None:
             held.answer.part = len(message.content)  # the text follows the images
         yield from _started(step)
@@ -444,7 +457,8 @@ class Executor:
 
         def extra(batch: Batch) -> None:
             nonlocal closed
-            closed = Closing.of(held.runs, held.state, written, "completed")  # read again for a write redone
+            known, held.opened = held.opened, {}  # read again for a write redone
+            closed = Closing.of(held.runs, held.state, written, "completed", known=known)
             closed.write(batch)
             batch.insert(held.runs.steps(held.run.id), step.id, document(step))
 
@@ -525,9 +539,8 @@ class Executor:
 
         def extra(batch: Batch) -> None:
             nonlocal closed
-            closed = Closing.of(
-                held.runs, held.state, written, status, error
-            )  # read again for a write redone
+            known, held.opened = held.opened, {}  # read again for a write redone
+            closed = Closing.of(held.runs, held.state, written, status, error, known)
             closed.write(batch)
             batch.add(held.runs.unlock())
 
@@ -690,11 +703,12 @@ class Executor:
         change: Callable[[StoredRun], None],
         extra: Callable[[Batch], None] | None = None,
         retry: bool = True,
-    ) -> None:
+    ) -> dict[str, Record]:
         """Apply `change` to the run and write it (with `extra` in the same transaction), only if
-        the run is as last seen. If it changed meanwhile: a cancel or an end stops this executor
-        (_Cancelled, RunGone); any other change (metadata, another row of the write) is taken in
-        and the write redone, unless the thread is gone (RunGone)."""
+        the run is as last seen; the new records of the objects written. If it changed meanwhile:
+        a cancel or an end stops this executor (_Cancelled, RunGone); any other change (metadata,
+        another row of the write) is taken in and the write redone, unless the thread is gone
+        (RunGone)."""
         while True:
             state = held.state.model_copy(deep=True)
             change(state)
@@ -720,7 +734,7 @@ class Executor:
                 self._thread(held)
                 continue
             held.record, held.state = written[held.run.id], state
-            return
+            return written
 
 
 def _claim(state: StoredRun, owner: str) -> None:

@@ -111,7 +111,7 @@ class Runs:
                 )
             number += len(request.additional_messages or [])
             run = self._new_run(assistant, request, thread_id, ids.sequential_id(ids.RUN, number), created_at)
-            batch.add(runs.lock(thread, run.id, number + 1))
+            batch.merge(thread_id, thread, runs.lock(thread, run.id, number + 1))
             batch.insert(runs.runs, run.id, self._stored(run, request, search_content))
             indexing = self._index(thread_id, run.id)
             written.update(batch.commit())
@@ -119,7 +119,7 @@ class Runs:
             return run
 
         run: Run = optimistically(attempt)
-        return self._start(run, request.stream, [], written[run.id])
+        return self._start(run, request.stream, [], written[run.id], written[thread_id])
 
     def create_thread_and_run(self, request: CreateThreadAndRunRequest) -> Run | EventStream:
         self._require_backend()
@@ -144,25 +144,36 @@ class Runs:
         return beside(self._store.active_runs().add, thread_id, run_id)
 
     def _start(
-        self, run: Run, stream: bool | None, before: list[Event], record: Record | None = None
+        self,
+        run: Run,
+        stream: bool | None,
+        before: list[Event],
+        record: Record | None = None,
+        thread: Record | None = None,
     ) -> Run | EventStream:
         """The new run, handed to the queue; or, streamed, its events as this request drives it
-        (it was written taken: see `_stored`), from `record`, the run as just written, if known."""
+        (it was written taken: see `_stored`), from `record`, the run as just written, and
+        `thread`, the thread as the run's creation left it, if known."""
         if not stream:
             self.enqueue(run)
             return run
         created = [Event("thread.run.created", run), Event("thread.run.queued", run)]
-        return EventStream(self._drive(run, [*before, *created], record, taken=True))
+        return EventStream(self._drive(run, [*before, *created], record, taken=True, thread=thread))
 
     def _drive(
-        self, run: Run, before: list[Event], record: Record | None = None, taken: bool = False
+        self,
+        run: Run,
+        before: list[Event],
+        record: Record | None = None,
+        taken: bool = False,
+        thread: Record | None = None,
     ) -> Iterator[Event]:
         """The events of a run this request drives, after those that came `before`. If another
         executor has it (it cannot, but for a sweeper's late resend), the run is followed until
         it stops, so the stream still ends with the run's own end."""
         yield from before
         last = None
-        for last in self.executor.drive(run.thread_id, run.id, record, taken):
+        for last in self.executor.drive(run.thread_id, run.id, record, taken, thread):
             yield last
         if last is None or last.event not in STREAM_ENDS:
             yield from self.executor.follow(run.thread_id, run.id)

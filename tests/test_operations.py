@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -127,6 +128,63 @@ def test_storage_sessions_read_the_environment_once(monkeypatch: pytest.MonkeyPa
     assert plain.connection_config.verify == "/etc/ssl/certs/ours.pem"  # read once, still honoured
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert transport().session.trust_env is True  # requests then honours it, and NO_PROXY
+
+
+def test_storage_sessions_send_what_requests_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage session's short way to its adapter sends the request `requests` itself
+    would (its default headers merged under the request's, a None header dropped, the body),
+    and reads the response the same way; with a proxy in the environment it goes the whole way."""
+    import http.server
+    import threading
+
+    import requests
+
+    from assistants_core.storage.store import transport
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.requestline, list(self.headers.items()), body))
+            self.send_response(201)
+            self.send_header("Content-Length", "2")
+            self.send_header("ETag", 'W/"1"')
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/t(PartitionKey='a',RowKey='b')?x=1"
+    headers: Any = {"x-ms-version": "2019-02-02", "Accept": "application/json", "X-Gone": None}
+    try:
+        session = transport().session
+        assert type(session).request is not requests.Session.request
+        kwargs: Any = {"timeout": (5, 5), "allow_redirects": False, "verify": True, "cert": None}
+        for stream in (False, True):
+            ours = session.request("PUT", url, headers=headers, data=b'{"a":1}', stream=stream, **kwargs)
+            theirs = requests.Session().request(
+                "PUT", url, headers=headers, data=b'{"a":1}', stream=stream, **kwargs
+            )
+            assert (ours.status_code, ours.headers["ETag"], ours.content) == (201, 'W/"1"', b"ok")
+            assert (theirs.status_code, theirs.content) == (201, b"ok")
+            assert seen[-2] == seen[-1]
+        assert "X-Gone" not in dict(seen[-1][1]) and dict(seen[-1][1])["Accept"] == "application/json"
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # honoured: the whole way, then straight there
+        proxied = transport().session
+        assert proxied.trust_env is True
+        assert proxied.request("PUT", url, headers=headers, data=b"x", **kwargs).status_code == 201
+    finally:
+        server.shutdown()
 
 
 def test_storage_that_never_answers_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -532,3 +532,47 @@ def test_storage_lost_mid_answer_ends_the_runs_and_loses_nothing(
         assert [m.id for m in listed if m.role == "assistant"] == [m.id for m in messages]
         assert [r.id for r in client.beta.threads.runs.list(thread_id=thread_id).data] == [run_id]
         assert_unlocked(client, thread_id, assistant_id, model)
+
+
+def test_calls_one_after_another_keep_their_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer's response is read to its end after `[DONE]`, so that the next call reuses the
+    connection (in Azure: no TLS handshake per call); a stream closed mid-answer drops it."""
+    from assistants_core.backend import ModelBackend
+    from tests import model_server
+
+    accepted = 0
+    accept = model_server._HTTPServer.process_request
+
+    def counted(server: Any, request: Any, address: Any) -> None:
+        nonlocal accepted
+        accepted += 1
+        accept(server, request, address)
+
+    monkeypatch.setattr(model_server._HTTPServer, "process_request", counted)
+    with model_server.ModelServer(text("one two three", chunk_delay=0.01)) as server:
+        backend = ModelBackend(server.base_url, "k")
+        body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+        for _ in range(3):
+            stream = backend.stream(body)
+            fragments = []
+            while True:
+                try:
+                    fragments.append(stream.next(timeout=5))
+                except StopIteration:
+                    break
+            stream.close()
+            assert len(fragments) == 4  # three words and the finish
+        assert accepted == 1
+        stream = backend.stream(body)
+        assert stream.next(timeout=5) is not None
+        stream.close()  # mid-answer: the connection goes with it
+        wait_until(lambda: server._server is None or not server._server.connections, 5, "it dropped")
+        for _ in range(2):
+            stream = backend.stream(body)
+            while True:
+                try:
+                    stream.next(timeout=5)
+                except StopIteration:
+                    break
+            stream.close()
+        assert accepted == 2

@@ -309,6 +309,66 @@ def test_a_cancel_from_another_request_ends_the_stream(http: httpx.Client, model
     assert sum(name in terminal for name in names) == 1
 
 
+def test_a_thread_changed_before_the_answer_begins_is_read_again(
+    http: httpx.Client, model: ModelServer
+) -> None:
+    """The executor opens the answer's message against the thread as the run's creation left
+    it, unread; a thread changed meanwhile fails that write, which is redone on a fresh read."""
+    model.script(text("Still here.", delay_before=1.0))
+    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
+    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    with http.stream(
+        "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
+    ) as r:
+        names: list[str] = []
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                names.append(line[7:])
+            if names and names[-1] == "thread.run.in_progress" and len(names) == 3:
+                changed = http.post(f"/threads/{thread_id}", json={"metadata": {"k": "v"}})
+                assert changed.status_code == 200
+    assert names[-3:] == ["thread.run.step.completed", "thread.run.completed", "done"]
+    assert http.get(f"/threads/{thread_id}").json()["metadata"] == {"k": "v"}
+    messages = http.get(f"/threads/{thread_id}/messages").json()["data"]
+    assert [m["content"][0]["text"]["value"] for m in messages] == ["Still here.", "Hi"]
+
+
+def test_a_message_changed_while_it_is_written_keeps_the_change(
+    http: httpx.Client, model: ModelServer
+) -> None:
+    """The run's end closes its message as the executor opened it, unread; a message changed
+    meanwhile (its metadata) fails that write, which is redone on a fresh read."""
+    model.script(text(" ".join(["word"] * 30), chunk_delay=0.03))
+    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
+    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Talk"}]}).json()["id"]
+    events: list[tuple[str, Any]] = []
+    with http.stream(
+        "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
+    ) as r:
+        name = ""
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, line[6:]))
+                if name == "thread.message.created":
+                    message_id = json.loads(line[6:])["id"]
+                    path = f"/threads/{thread_id}/messages/{message_id}"
+                    assert http.post(path, json={"metadata": {"k": "v"}}).status_code == 200
+    names = [n for n, _ in events]
+    assert names[-4:] == [
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+        "done",
+    ]
+    completed = json.loads(dict(events)["thread.message.completed"])
+    stored = http.get(f"/threads/{thread_id}/messages/{message_id}").json()
+    assert completed["metadata"] == stored["metadata"] == {"k": "v"}
+    assert stored["status"] == "completed"
+    assert stored["content"][0]["text"]["value"] == " ".join(["word"] * 30)
+
+
 def test_a_model_failure_mid_stream_fails_the_run_in_the_stream(
     http: httpx.Client, model: ModelServer
 ) -> None:

@@ -25,6 +25,7 @@ beside it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
@@ -255,6 +256,7 @@ class Batch:
         self._partition = partition
         self._operations: list[Operation] = []
         self._objects: dict[str, tuple[int, list[Mapping[str, Any]]]] = {}
+        self._merged: dict[str, tuple[int, Record]] = {}
 
     def insert(
         self, collection: Collection, object_id: str, document: bytes, group: str | None = None
@@ -269,13 +271,25 @@ class Batch:
     def add(self, *operations: Operation) -> None:
         self._operations.extend(operations)
 
+    def merge(self, object_id: str, current: Record, operation: Operation) -> None:
+        """`operation`, a merge of properties into the first row of the object at `current` (a
+        thread's lock), whose new record the commit then knows without reading it again."""
+        self._merged[object_id] = (len(self._operations), current)
+        self._operations.append(operation)
+
     def commit(self) -> dict[str, Record]:
-        """Write it all, or nothing; the new records of the objects inserted or replaced."""
+        """Write it all, or nothing; the new records of the objects inserted, replaced or
+        merged into."""
         results = self._partition.submit(self._operations)
-        return {
+        records = {
             object_id: written(rows, str(results[at].get("etag", "")))
             for object_id, (at, rows) in self._objects.items()
         }
+        for object_id, (at, current) in self._merged.items():
+            merged = {k: v for k, v in self._operations[at][1].items() if k not in ("PartitionKey", "RowKey")}
+            etag = str(results[at].get("etag", ""))
+            records[object_id] = replace(current, etag=etag, first={**current.first, **merged})
+        return records
 
     def _track(self, object_id: str, operations: list[Operation]) -> None:
         rows = [op[1] for op in operations if op[0] != TransactionOperation.DELETE and "rev" in op[1]]
