@@ -68,6 +68,8 @@ PER_INSTANCE = 16
 SETTLE_SECONDS = 0.3
 # The CPU a streamed one-answer run may cost the service process (issue 22).
 CPU_TARGET_MS = 20
+# How long the idle dev host is watched after the runs, for its own share of their window.
+IDLE_SECONDS = 10.0
 
 
 @dataclass
@@ -407,16 +409,22 @@ def cpu_per_run(host: DevHost, runs: int) -> str:
     for thread_id in threads[:5]:  # warm the run path
         stream_run_on(client, thread_id, assistant_id)
     time.sleep(SETTLE_SECONDS)
-    before = process_cpu_seconds(host.pid)
+    before, started = process_cpu_seconds(host.pid), time.monotonic()
     for thread_id in threads[5:]:
         _, _, status = stream_run_on(client, thread_id, assistant_id)
         assert status == "completed", status
     time.sleep(SETTLE_SECONDS)  # each run's index row is dropped after its stream ends
     spent = (process_cpu_seconds(host.pid) - before) / runs * 1000
+    # The dev host's own idle work (its queue listeners' polling, its loop-lag probe: in Azure
+    # the Functions host's, not the worker's) is in that window too: said beside it.
+    window = time.monotonic() - started
+    idle_before = process_cpu_seconds(host.pid)
+    time.sleep(IDLE_SECONDS)
+    idle = (process_cpu_seconds(host.pid) - idle_before) / IDLE_SECONDS * window / runs * 1000
     met = "met" if spent <= CPU_TARGET_MS else "MISSED"
     return (
         f"CPU per streamed one-answer run (dev host, {runs} runs): {spent:.1f} ms"
-        f" (target <={CPU_TARGET_MS:g})  {met}"
+        f" (target <={CPU_TARGET_MS:g})  {met}; of it the idle dev host's over as long: {idle:.1f} ms"
     )
 
 
