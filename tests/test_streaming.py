@@ -50,6 +50,13 @@ def sse(response: httpx.Response) -> list[tuple[str, Any]]:
     return events
 
 
+def assistant_and_thread(http: httpx.Client, content: str) -> tuple[str, str]:
+    """An assistant on the scripted model and a thread of one user message, over raw HTTP."""
+    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
+    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": content}]}).json()["id"]
+    return assistant_id, thread_id
+
+
 def stream_raw(http: httpx.Client, path: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
     with http.stream("POST", path, json={**body, "stream": True}) as response:
         assert response.status_code == 200
@@ -281,8 +288,7 @@ def test_the_nested_submit_pattern_of_openais_docs(client: OpenAI, model: ModelS
 
 def test_a_cancel_from_another_request_ends_the_stream(http: httpx.Client, model: ModelServer) -> None:
     model.script(text(" ".join(["word"] * 300), chunk_delay=0.03))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Talk"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Talk")
     names: list[str] = []
     with http.stream(
         "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
@@ -315,8 +321,7 @@ def test_a_thread_changed_before_the_answer_begins_is_read_again(
     """The executor opens the answer's message against the thread as the run's creation left
     it, unread; a thread changed meanwhile fails that write, which is redone on a fresh read."""
     model.script(text("Still here.", delay_before=1.0))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Hi")
     with http.stream(
         "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
     ) as r:
@@ -339,8 +344,7 @@ def test_a_message_changed_while_it_is_written_keeps_the_change(
     """The run's end closes its message as the executor opened it, unread; a message changed
     meanwhile (its metadata) fails that write, which is redone on a fresh read."""
     model.script(text(" ".join(["word"] * 30), chunk_delay=0.03))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Talk"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Talk")
     events: list[tuple[str, Any]] = []
     with http.stream(
         "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
@@ -373,8 +377,7 @@ def test_a_model_failure_mid_stream_fails_the_run_in_the_stream(
     http: httpx.Client, model: ModelServer
 ) -> None:
     model.script(cut("a b c d e f g", after=3))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Hi")
     events = stream_raw(http, f"/threads/{thread_id}/runs", {"assistant_id": assistant_id})
     names = [n for n, _ in events]
     assert names[-4:] == ["thread.message.incomplete", "thread.run.step.failed", "thread.run.failed", "done"]
@@ -386,8 +389,7 @@ def test_a_model_failure_mid_stream_fails_the_run_in_the_stream(
 
 def test_a_completion_budget_ends_the_stream_incomplete(http: httpx.Client, model: ModelServer) -> None:
     model.script(text(["w "] * 300))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Hi")
     events = stream_raw(
         http, f"/threads/{thread_id}/runs", {"assistant_id": assistant_id, "max_completion_tokens": 256}
     )
@@ -422,8 +424,7 @@ def test_a_client_that_hangs_up_leaves_a_run_that_completes(
 
 def test_heartbeats_keep_a_quiet_stream_open(http: httpx.Client, model: ModelServer) -> None:
     model.script(text("Late.", delay_before=2.5))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Hi")
     with http.stream(
         "POST", f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": True}
     ) as r:
@@ -498,8 +499,7 @@ def test_two_streams_at_once_do_not_wait_for_each_other(devhost: DevHost, model:
 
 def test_stream_false_is_the_plain_run(http: httpx.Client, model: ModelServer) -> None:
     model.script(text("ok"))
-    assistant_id = http.post("/assistants", json={"model": "m"}).json()["id"]
-    thread_id = http.post("/threads", json={"messages": [{"role": "user", "content": "Hi"}]}).json()["id"]
+    assistant_id, thread_id = assistant_and_thread(http, "Hi")
     response = http.post(f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id, "stream": False})
     assert response.headers["content-type"] == "application/json" and response.json()["status"] == "queued"
     # The queue trigger's executor answers it: waited for, so that its model call does not land
